@@ -1,0 +1,94 @@
+/**
+ * pyctl: daemon control (citty; imported lazily so pysh never pays for it). Thin: each command
+ * parses, calls one core function, prints.
+ */
+import { defineCommand, runCommand, renderUsage, type CommandDef } from "citty";
+import { PythondError } from "../protocol/errors.ts";
+import { VERSION } from "../protocol/version.ts";
+import { socketPath } from "../paths.ts";
+import { Client } from "../client/connect.ts";
+import { request, ReplyError } from "../client/api.ts";
+import { errLine, line } from "./out.ts";
+
+let exitCode = 0;
+
+export const startCommand = defineCommand({
+  meta: { name: "start", description: "run the daemon in the foreground (same as: pythond daemon)" },
+  args: {
+    listen: { type: "string", description: "also listen on HOST:PORT (TLS unless loopback)" },
+    tls: { type: "boolean", description: "use TLS on --listen" },
+    "show-token": { type: "boolean", description: "print the token and certificate fingerprint" },
+    "max-frame": { type: "string", description: "largest frame accepted, in MiB (default 64)" },
+  },
+  async run({ args }) {
+    if (args.listen) throw new PythondError("usage", "--listen (remote access) is not available in this build yet");
+    const { runDaemon, DEFAULT_MAX_FRAME } = await import("../daemon/server.ts");
+    const maxFrame = args["max-frame"] ? Number(args["max-frame"]) * 1024 * 1024 + 4096 : DEFAULT_MAX_FRAME;
+    if (!(maxFrame > 4096)) throw new PythondError("usage", "--max-frame takes a size in MiB > 0");
+    await runDaemon({ socket: socketPath(), maxFrame });
+    exitCode = -1; // keep running: the server holds the event loop
+  },
+});
+
+const stop = defineCommand({
+  meta: { name: "stop", description: "stop the daemon and end its sessions" },
+  args: { "keep-sessions": { type: "boolean", description: "end only the daemon; sessions live on" } },
+  async run({ args }) {
+    const client = await Client.open();
+    try {
+      line(await request(client, "stop", args["keep-sessions"] ? ["--keep-sessions"] : []));
+    } finally {
+      client.close();
+    }
+  },
+});
+
+const status = defineCommand({
+  meta: { name: "status", description: "daemon endpoint and liveness" },
+  async run() {
+    const sock = socketPath();
+    line(`socket: ${sock}`);
+    try {
+      const client = await Client.open({ socket: sock });
+      const info = JSON.parse(await request(client, "hello")) as { version: string; pid: number };
+      client.close();
+      line("alive: True");
+      line(`pid: ${info.pid}`);
+      line(`version: ${info.version}`);
+    } catch {
+      line("alive: False");
+      exitCode = 1;
+    }
+  },
+});
+
+const tlsCommands = {
+  cert: () => import("./pyctl-tls.ts").then((m) => m.cert),
+  trust: () => import("./pyctl-tls.ts").then((m) => m.trust),
+  pin: () => import("./pyctl-tls.ts").then((m) => m.pin),
+};
+
+const pyctl = defineCommand({
+  meta: { name: "pyctl", version: VERSION, description: "control the pythond daemon" },
+  subCommands: { start: startCommand, stop, status, ...tlsCommands },
+});
+
+export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === "--version" || argv[0] === "-V") {
+    line(`pyctl ${VERSION}`);
+    return 0;
+  }
+  if (argv.length === 0 || argv[0] === "--help" || argv[0] === "-h") {
+    line(await renderUsage(pyctl as CommandDef));
+    return argv.length === 0 ? 1 : 0;
+  }
+  try {
+    await runCommand(pyctl as CommandDef, { rawArgs: argv });
+    return exitCode;
+  } catch (e) {
+    if (e instanceof ReplyError) errLine(e.reply);
+    else if (e instanceof PythondError) errLine(e.toFrame());
+    else errLine(`ERR ${(e as Error).message}`);
+    return 1;
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * pysh: the session client. Thin: parse, call the client API, print, exit.
+ * Hand-parsed (not citty) so that `pysh run` stays fast and code arguments such as `-1 + 2`
+ * are code, not flags.
+ */
+import { Client } from "../client/connect.ts";
+import { request, runStreaming, ReplyError } from "../client/api.ts";
+import { PythondError } from "../protocol/errors.ts";
+import { VERSION } from "../protocol/version.ts";
+import { parseCodeArgs, resolveCode } from "./code-arg.ts";
+import { errLine, line, OutputStream } from "./out.ts";
+
+const HELP = `pysh ${VERSION} -- client for pythond sessions
+
+  pysh new <name> [--replace] [--python PATH]   create a session
+  pysh run <name> [--timeout S] <code|@file|->  run code, print its output (exit 1 on error)
+  pysh fire <name> <code|@file|->               run in a thread, return a cell id
+  pysh fork <name> <code|@file|->               run in a forked child, merge picklable names back
+  pysh poll <name> [cell_id]                    JSON state of a cell (latest without an id)
+  pysh wait <name> <cell_id> [--timeout S]      block until the cell ends; print like run
+  pysh attach <name> [--read-only]              human REPL on the session (Ctrl-] detaches)
+  pysh int <name>                               interrupt running cells
+  pysh kill <name>                              end the session
+  pysh ls                                       list sessions
+  pysh status <name>                            JSON health
+  pysh vars <name>                              JSON list of namespace names
+  pysh complete <name> <text>                   JSON completion candidates
+
+Environment: PYTHOND_SOCK (local socket), PYTHOND_HOST/PYTHOND_TOKEN/PYTHOND_TLS (remote daemon).
+`;
+
+type Command = (client: Client, argv: string[]) => Promise<number>;
+
+async function simple(client: Client, cmd: string, args: string[]): Promise<number> {
+  line(await request(client, cmd, args));
+  return 0;
+}
+
+/** JSON replies whose status says the cell failed still print (they are data) but exit 1. */
+function printCellJson(reply: string): number {
+  line(reply);
+  try {
+    return (JSON.parse(reply) as { status?: string }).status === "error" ? 1 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+const COMMANDS: Record<string, Command> = {
+  async run(client, argv) {
+    const a = parseCodeArgs(argv, 1, ["timeout"]);
+    if (!a.positional[0]) throw new PythondError("usage", "usage: pysh run <name> [--timeout S] <code|@file|->");
+    const code = await resolveCode(a.code);
+    const timeout = a.opts.timeout === undefined ? undefined : Number(a.opts.timeout);
+    if (timeout !== undefined && !(timeout > 0)) throw new PythondError("usage", "--timeout takes a number of seconds > 0");
+    const out = new OutputStream();
+    const r = await runStreaming(client, a.positional[0], code, { timeout }, (c) => out.write(c));
+    out.end();
+    if (!r.ok) errLine(r.final);
+    return r.ok ? 0 : 1;
+  },
+  async fire(client, argv) {
+    return cellCommand(client, "fire", argv);
+  },
+  async fork(client, argv) {
+    return cellCommand(client, "fork", argv);
+  },
+  async new(client, argv) {
+    const a = parseCodeArgs(argv, 1, ["python"], ["replace"]);
+    if (!a.positional[0]) throw new PythondError("usage", "usage: pysh new <name> [--replace] [--python PATH]");
+    const args = [a.positional[0], "--cwd", process.cwd()];
+    if (a.opts.replace) args.push("--replace");
+    if (typeof a.opts.python === "string") args.push("--python", a.opts.python);
+    if (a.code !== null) args.push(...a.code.split(" ")); // extra words: let the daemon refuse them
+    return simple(client, "new", args);
+  },
+  async poll(client, argv) {
+    return printCellJson(await request(client, "poll", argv));
+  },
+  async wait(client, argv) {
+    return printCellJson(await request(client, "wait", argv));
+  },
+  async complete(client, argv) {
+    const [name, ...text] = argv;
+    return simple(client, "complete", name ? [name, ...text] : []);
+  },
+};
+for (const cmd of ["int", "kill", "ls", "status", "vars"]) COMMANDS[cmd] = (client, argv) => simple(client, cmd, argv);
+
+async function cellCommand(client: Client, cmd: "fire" | "fork", argv: string[]): Promise<number> {
+  const a = parseCodeArgs(argv, 1);
+  if (!a.positional[0]) throw new PythondError("usage", `usage: pysh ${cmd} <name> <code|@file|->`);
+  const code = await resolveCode(a.code);
+  line(await request(client, cmd, [a.positional[0]], code));
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const cmd = argv[0];
+  if (!cmd || cmd === "--help" || cmd === "-h" || cmd === "help") {
+    line(HELP.trimEnd());
+    return cmd ? 0 : 1;
+  }
+  if (cmd === "--version" || cmd === "-V") {
+    line(`pysh ${VERSION}`);
+    return 0;
+  }
+  if (cmd === "attach") {
+    const { attachMain } = await import("./attach.ts");
+    return attachMain(argv.slice(1));
+  }
+  const fn = COMMANDS[cmd];
+  if (!fn) {
+    errLine(`ERR unknown: ${cmd} (see pysh --help)`);
+    return 1;
+  }
+  let client: Client | undefined;
+  try {
+    client = await Client.open();
+    return await fn(client, argv.slice(1));
+  } catch (e) {
+    if (e instanceof ReplyError) errLine(e.reply);
+    else errLine(PythondError.from(e).toFrame());
+    return 1;
+  } finally {
+    client?.close();
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * Connecting to a daemon: `ws+unix://<socket>` locally (remote endpoints come with the TLS work).
+ * A Client is a queue of incoming messages over one WebSocket, so callers can `await next()`
+ * in order; it never prints. Kept free of heavy imports: this is the `pysh run` hot path.
+ */
+import { PythondError } from "../protocol/errors.ts";
+import { SUBPROTOCOL } from "../protocol/version.ts";
+import { socketPath } from "../paths.ts";
+
+export type Message = { text: string } | { binary: Uint8Array };
+
+export class Client {
+  private inbox: Message[] = [];
+  private waiter?: { resolve(m: Message): void; reject(e: Error): void };
+  private closedWith?: PythondError;
+
+  private constructor(
+    private readonly ws: WebSocket,
+    readonly endpoint: string,
+  ) {
+    ws.binaryType = "uint8array" as BinaryType;
+    ws.onmessage = (ev) => {
+      const m: Message = typeof ev.data === "string" ? { text: ev.data } : { binary: ev.data as Uint8Array };
+      if (this.waiter) {
+        const w = this.waiter;
+        this.waiter = undefined;
+        w.resolve(m);
+      } else this.inbox.push(m);
+    };
+    ws.onclose = (ev) => {
+      this.closedWith = closeError(ev.code, ev.reason);
+      this.waiter?.reject(this.closedWith);
+      this.waiter = undefined;
+    };
+  }
+
+  static async open(opts: { socket?: string; protocols?: string[] } = {}): Promise<Client> {
+    const sock = opts.socket ?? socketPath();
+    const ws = new WebSocket(`ws+unix://${sock}`, opts.protocols ?? [SUBPROTOCOL]);
+    await new Promise<void>((resolve, reject) => {
+      ws.onopen = () => resolve();
+      ws.onerror = () =>
+        reject(new PythondError("daemon_unreachable", `no daemon at ${sock} -- start one with: pythond daemon (or: pyctl start)`));
+    });
+    return new Client(ws, sock);
+  }
+
+  send(frame: string | Uint8Array): void {
+    if (this.closedWith) throw this.closedWith;
+    this.ws.send(frame);
+  }
+
+  next(): Promise<Message> {
+    const m = this.inbox.shift();
+    if (m) return Promise.resolve(m);
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+  }
+
+  /** The next text frame (binary frames in between are an error for one-reply commands). */
+  async nextText(): Promise<string> {
+    for (;;) {
+      const m = await this.next();
+      if ("text" in m) return m.text;
+    }
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}
+
+function closeError(code: number, reason: string): PythondError {
+  if (code === 1009) return new PythondError("frame_too_large", `frame too large: ${reason || "over the daemon's limit"}`);
+  if (code === 1008) return new PythondError("auth_failed", reason || "auth failed");
+  if (code === 1007) return new PythondError("bad_frame", `invalid frame: ${reason || "not valid UTF-8"}`);
+  return new PythondError("daemon_unreachable", `daemon closed the connection${reason ? `: ${reason}` : ` (code ${code})`}`);
+}

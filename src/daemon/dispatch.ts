@@ -1,0 +1,140 @@
+/**
+ * The dispatch table: one handler per command of src/protocol/commands.ts. A handler replies
+ * through the connection and returns whether the command succeeded (for the access log). Errors
+ * are thrown as PythondError and turned into `ERR <message>` by `handleFrame`.
+ */
+import { COMMANDS, toRequest, type CommandName, type Request } from "../protocol/commands.ts";
+import { PythondError } from "../protocol/errors.ts";
+import { parseFrame } from "../protocol/frame.ts";
+import { checkName } from "../protocol/names.ts";
+import { PROTOCOL_VERSION, VERSION } from "../protocol/version.ts";
+import type { AccessLog } from "./access-log.ts";
+import type { ClientConn } from "./conn.ts";
+import { runCell } from "./run.ts";
+import type { Registry } from "./sessions.ts";
+
+export interface DaemonContext {
+  registry: Registry;
+  log: AccessLog;
+  socket: string;
+  stop(keepSessions: boolean): void;
+}
+
+type Status = "ok" | "error";
+type Handler = (ctx: DaemonContext, conn: ClientConn, req: Request) => Promise<Status> | Status;
+
+const json = (v: unknown) => JSON.stringify(v);
+
+/** Sends a worker reply: JSON data as text, strings as they are; `ok: false` still a reply. */
+function sendWorkerReply(conn: ClientConn, h: Record<string, unknown>): Status {
+  const data = h.data;
+  conn.reply.text(typeof data === "string" ? data : json(data ?? {}));
+  return h.ok ? "ok" : "error";
+}
+
+async function workerCall(ctx: DaemonContext, conn: ClientConn, name: string, op: string, fields = {}, body?: string) {
+  const s = ctx.registry.get(checkName(name));
+  return sendWorkerReply(conn, await s.link.request(op, fields, body));
+}
+
+function parseSeconds(v: string | true | undefined, what: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new PythondError("usage", `${what} takes a number of seconds > 0 (got ${String(v)})`);
+  return n;
+}
+
+export const HANDLERS: Record<CommandName, Handler> = {
+  async new(ctx, conn, req) {
+    const name = checkName(req.args[0]!);
+    const python = typeof req.opts.python === "string" ? req.opts.python : undefined;
+    const cwd = typeof req.opts.cwd === "string" ? req.opts.cwd : undefined;
+    const s = await ctx.registry.create(name, { replace: req.opts.replace === true, python, cwd });
+    conn.reply.text(`OK ${name} pid=${s.pid}`);
+    return "ok";
+  },
+  async run(ctx, conn, req) {
+    const name = checkName(req.args[0]!);
+    return runCell(ctx.registry, conn, name, req.body, parseSeconds(req.opts.timeout, "--timeout"));
+  },
+  fire: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "fire", {}, req.body),
+  fork: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "fork", {}, req.body),
+  poll: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "poll", req.args[1] ? { cell: req.args[1] } : {}),
+  wait: (ctx, conn, req) =>
+    workerCall(ctx, conn, req.args[0]!, "wait", { cell: req.args[1], timeout: parseSeconds(req.opts.timeout, "--timeout") }),
+  int: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "int"),
+  status: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "status"),
+  vars: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "vars"),
+  complete(ctx, conn, req) {
+    const text = req.args.length > 1 ? req.args.slice(1).join(" ") : req.body;
+    return workerCall(ctx, conn, req.args[0]!, "complete", {}, text);
+  },
+  async kill(ctx, conn, req) {
+    const name = checkName(req.args[0]!);
+    await ctx.registry.kill(name);
+    conn.reply.text(`OK killed ${name}`);
+    return "ok";
+  },
+  ls(ctx, conn) {
+    const lines = ctx.registry.list().map((s) => {
+      if (s.state === "alive") return `  ${s.name}: alive pid=${s.pid}`;
+      if (s.state === "starting") return `  ${s.name}: starting`;
+      return `  ${s.name}: dead (${s.reason ?? "reason unknown"})`;
+    });
+    conn.reply.text(lines.length ? lines.join("\n") : "(no sessions)");
+    return "ok";
+  },
+  attach() {
+    throw new PythondError("usage", "attach is not available yet");
+  },
+  detach() {
+    throw new PythondError("usage", "not attached");
+  },
+  resize() {
+    throw new PythondError("usage", "not attached");
+  },
+  stop(ctx, conn, req) {
+    conn.reply.text("OK stopping daemon");
+    ctx.stop(req.opts["keep-sessions"] === true);
+    return "ok";
+  },
+  hello(ctx, conn) {
+    conn.reply.text(json({ version: VERSION, protocol: PROTOCOL_VERSION, pid: process.pid, socket: ctx.socket }));
+    return "ok";
+  },
+};
+
+/** Handles one text frame from a client: parse, check, dispatch, reply, log. */
+export async function handleFrame(ctx: DaemonContext, conn: ClientConn, text: string): Promise<void> {
+  const frame = parseFrame(text);
+  if (frame === null) return;
+  const bodyBytes = Buffer.byteLength(frame.body);
+  let session = "";
+  let status: Status = "error";
+  let cmd = frame.cmd;
+  try {
+    const req = toRequest(frame);
+    cmd = req.cmd;
+    session = req.args[0] && req.cmd !== "ls" ? req.args[0] : "";
+    const spec = COMMANDS[req.cmd] as { callers?: readonly string[] };
+    if (spec.callers && !spec.callers.includes(conn.caller)) {
+      throw new PythondError("not_local", `${req.cmd} is only accepted on the local socket`);
+    }
+    ctx.log.write("command", { conn_id: conn.id, peer: conn.peer, cmd, session: loggable(session), body_bytes: bodyBytes });
+    status = await HANDLERS[req.cmd](ctx, conn, req);
+  } catch (e) {
+    const err = PythondError.from(e);
+    if (conn.open) conn.reply.text(err.toFrame());
+    if (err.code === "unknown_command" || err.code === "usage") cmd = cmd.slice(0, 32);
+  }
+  ctx.log.write("result", { conn_id: conn.id, peer: conn.peer, cmd, session: loggable(session), status, body_bytes: bodyBytes });
+}
+
+function loggable(name: string): string {
+  if (!name) return "";
+  try {
+    return checkName(name);
+  } catch {
+    return "invalid";
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * `run`: a sync cell on the session's main thread.
+ *
+ * Our subprotocol (pythond.1) streams: `CELL <id>`, binary frames of raw output as produced, then
+ * one text frame: `OK`, or `ERR execution failed\n<traceback>`. The original's subprotocol gets
+ * one reply when the cell ends: the output with trailing newlines stripped, or
+ * `ERR execution failed\n<output and traceback>`.
+ *
+ * Flow control: output is acknowledged to the worker only once the client has taken it (its
+ * WebSocket buffer is below HIGH_WATER), so a slow client slows the cell, not the daemon's memory.
+ * A client that goes away mid-run does not stop the cell: its output is acknowledged and
+ * dropped here, and stays retrievable from the worker by cell id.
+ */
+import { PythondError } from "../protocol/errors.ts";
+import type { WorkerHeader } from "../worker/wire.ts";
+import type { ClientConn } from "./conn.ts";
+import type { Registry } from "./sessions.ts";
+
+const HIGH_WATER = 1 << 20;
+const dec = new TextDecoder();
+
+export function formatEnd(h: WorkerHeader): { ok: boolean; error: string } {
+  return { ok: Boolean(h.ok), error: String(h.error ?? "") };
+}
+
+export function runCell(
+  registry: Registry,
+  conn: ClientConn,
+  name: string,
+  code: string,
+  timeout: number | undefined,
+): Promise<"ok" | "error"> {
+  const session = registry.get(name);
+  const link = session.link;
+  const legacy = !conn.streaming;
+  const chunks: Uint8Array[] = [];
+  return new Promise((resolve) => {
+    let waitingDrain: Array<[string, number]> = [];
+    const flushAcks = () => {
+      for (const [cell, n] of waitingDrain) link.ack(cell, n);
+      waitingDrain = [];
+    };
+    link.run(code, timeout, {
+      start(cellId) {
+        if (!legacy && conn.open) conn.reply.text(`CELL ${cellId}`);
+      },
+      out(data, cellId) {
+        if (!conn.open) return link.ack(cellId, data.length);
+        if (legacy) {
+          chunks.push(data);
+          return link.ack(cellId, data.length);
+        }
+        conn.reply.binary(data);
+        if (conn.reply.buffered() < HIGH_WATER) return link.ack(cellId, data.length);
+        if (waitingDrain.length === 0) conn.waitDrain(flushAcks);
+        waitingDrain.push([cellId, data.length]);
+      },
+      end(h) {
+        flushAcks();
+        const { ok, error } = formatEnd(h);
+        if (conn.open) {
+          if (legacy) {
+            const output = dec.decode(concat(chunks)).replace(/\n+$/, "");
+            if (ok) conn.reply.text(output);
+            else conn.reply.text(`ERR execution failed\n${output ? output + "\n" : ""}${error}`);
+          } else conn.reply.text(ok ? "OK" : `ERR execution failed\n${error}`);
+        }
+        resolve(ok ? "ok" : "error");
+      },
+      async lost() {
+        flushAcks();
+        const why = session.exited ? await session.exited : "the worker went away";
+        const err = new PythondError("session_dead", `session '${name}' died during the cell (${why})`);
+        if (conn.open) conn.reply.text(err.toFrame());
+        resolve("error");
+      },
+    });
+  });
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  const total = chunks.reduce((n, c) => n + c.length, 0);
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return out;
+}

@@ -1,0 +1,154 @@
+/**
+ * The daemon: a router on a Unix socket (WebSocket), holding no Python state.
+ *
+ * Start-up race (two daemons at once, or one left dead by SIGKILL): take the start lock first,
+ * then probe the socket; a socket that answers belongs to a live daemon (refuse), one that
+ * refuses connections is stale (unlink it). Without the lock, two starters could both see a
+ * stale socket, both unlink, and one would steal the other's socket (the original's bug).
+ *
+ * Signals end only the daemon: workers outlive it and the next daemon adopts them
+ * (DESIGN decision 1). `pyctl stop` ends the sessions too, unless --keep-sessions.
+ */
+import { unlinkSync } from "node:fs";
+import { dirname } from "node:path";
+import type { ServerWebSocket } from "bun";
+import { PythondError } from "../protocol/errors.ts";
+import { SUBPROTOCOL, SUBPROTOCOL_LEGACY, VERSION } from "../protocol/version.ts";
+import { ensurePrivateDir, runtimeDir } from "../paths.ts";
+import { AccessLog } from "./access-log.ts";
+import { ClientConn } from "./conn.ts";
+import { handleFrame, type DaemonContext } from "./dispatch.ts";
+import { acquireStartLock } from "./lock.ts";
+import { Registry } from "./sessions.ts";
+
+export interface DaemonOptions {
+  socket: string;
+  /** Largest frame accepted, bytes (default 64 MiB of body plus room for the command line). */
+  maxFrame?: number;
+}
+
+export const DEFAULT_MAX_FRAME = 64 * 1024 * 1024 + 4096;
+
+type WS = ServerWebSocket<{ conn?: ClientConn; streaming: boolean; peer: string }>;
+
+function say(msg: string): void {
+  process.stderr.write(`pythond: ${msg}\n`);
+}
+
+async function probe(sock: string): Promise<"live" | "stale" | "absent"> {
+  try {
+    const s = await Bun.connect({ unix: sock, socket: { data() {} } });
+    s.end();
+    return "live";
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return code === "ENOENT" ? "absent" : "stale";
+  }
+}
+
+export async function runDaemon(opts: DaemonOptions): Promise<void> {
+  const sock = opts.socket;
+  ensurePrivateDir(dirname(sock));
+  const runtime = ensurePrivateDir(runtimeDir(sock));
+  const lock = acquireStartLock(runtime);
+  if (!lock) throw new PythondError("daemon_running", `daemon already running at ${sock}`);
+  const state = await probe(sock);
+  if (state === "live") {
+    lock.release();
+    throw new PythondError("daemon_running", `daemon already running at ${sock}`);
+  }
+  if (state === "stale") unlinkSync(sock);
+
+  const log = new AccessLog(runtime);
+  const registry = new Registry(runtime, (name, message) => {
+    say(`session ${name}: ${message}`);
+    log.write("session", { session: name, status: message.startsWith("adopted") ? "ok" : "error", event_detail: message });
+  });
+  let nextConn = 1;
+  let stopping = false;
+  // eslint-disable-next-line prefer-const
+  let server: ReturnType<typeof Bun.serve>;
+
+  const shutdown = async (keepSessions: boolean) => {
+    if (stopping) return;
+    stopping = true;
+    say(keepSessions ? "stopping (sessions keep running)" : "stopping (ending sessions)");
+    if (keepSessions) registry.detachAll();
+    else await registry.killAll();
+    server.stop(true);
+    lock.release();
+    process.exit(0);
+  };
+  const ctx: DaemonContext = {
+    registry,
+    log,
+    socket: sock,
+    stop: (keep) => void setTimeout(() => void shutdown(keep), 10), // let the reply leave first
+  };
+
+  await registry.adoptAll(); // before listening, so the first `ls` already shows them
+  const maxFrame = opts.maxFrame ?? DEFAULT_MAX_FRAME;
+  const oldMask = process.umask(0o177);
+  try {
+    server = Bun.serve<{ conn?: ClientConn; streaming: boolean; peer: string }, never>({
+      unix: sock,
+      fetch(req, srv) {
+        const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",").map((s) => s.trim());
+        const chosen = offered.includes(SUBPROTOCOL) ? SUBPROTOCOL : offered.includes(SUBPROTOCOL_LEGACY) ? SUBPROTOCOL_LEGACY : "";
+        const headers = chosen ? { "Sec-WebSocket-Protocol": chosen } : undefined;
+        if (srv.upgrade(req, { data: { streaming: chosen === SUBPROTOCOL, peer: "" }, headers })) return undefined;
+        return new Response(`pythond ${VERSION}: WebSocket only\n`, { status: 426 });
+      },
+      websocket: {
+        maxPayloadLength: maxFrame,
+        backpressureLimit: 2 ** 31,
+        closeOnBackpressureLimit: false,
+        idleTimeout: 120,
+        sendPings: true,
+        open(ws: WS) {
+          const conn = new ClientConn(nextConn++, ws.data.peer, "local", ws.data.streaming, wsReply(ws), (c, f) =>
+            handleFrame(ctx, c, f),
+          );
+          ws.data.conn = conn;
+          log.write("connect", { conn_id: conn.id, peer: conn.peer });
+        },
+        message(ws: WS, msg) {
+          const conn = ws.data.conn!;
+          if (typeof msg === "string") {
+            conn.enqueue(msg);
+            return;
+          }
+          if (conn.attached) conn.attached.input(msg);
+          else conn.reply.text(new PythondError("binary_frame", "binary frames are only accepted while attached").toFrame());
+        },
+        drain(ws: WS) {
+          ws.data.conn?.drained();
+        },
+        close(ws: WS) {
+          const conn = ws.data.conn;
+          if (!conn) return;
+          conn.closed();
+          log.write("disconnect", { conn_id: conn.id, peer: conn.peer });
+        },
+      },
+    });
+  } finally {
+    process.umask(oldMask);
+  }
+  process.on("SIGTERM", () => void shutdown(true));
+  process.on("SIGINT", () => void shutdown(true));
+  process.on("SIGHUP", () => void shutdown(true));
+  say(`${VERSION} listening on ${sock} (pid ${process.pid})`);
+}
+
+function wsReply(ws: WS) {
+  return {
+    text: (s: string) => void ws.send(s),
+    binary: (b: Uint8Array) => void ws.send(b),
+    buffered: () => ws.getBufferedAmount(),
+    close: (code: number, reason: string) => ws.close(code, reason),
+    get open() {
+      return ws.readyState === 1;
+    },
+  };
+}

@@ -1,0 +1,42 @@
+/**
+ * One binary, four roles (DESIGN "One binary, four roles"): the role comes from the name it was
+ * started as (the pysh / pyctl symlinks), else from the first argument (`pythond pysh run ...`).
+ * Each role's CLI is imported lazily so that `pysh run` loads only what it needs.
+ */
+import { basename } from "node:path";
+import { VERSION } from "./protocol/version.ts";
+
+const HELP = `pythond ${VERSION} -- persistent Python sessions (sshd gives you a shell; pythond gives you Python)
+
+  pythond daemon [--listen HOST:PORT] [--tls]   run the daemon in the foreground (= pyctl start)
+  pythond pysh ...                              the session client (or call this binary as pysh)
+  pythond pyctl ...                             daemon control (or call this binary as pyctl)
+  pythond --version
+`;
+
+async function main(): Promise<number> {
+  let argv = process.argv.slice(2);
+  let role = basename(process.argv0 || "");
+  if (role !== "pysh" && role !== "pyctl") {
+    role = argv[0] ?? "";
+    argv = argv.slice(1);
+  }
+  switch (role) {
+    case "pysh":
+      return (await import("./cli/pysh.ts")).main(argv);
+    case "pyctl":
+      return (await import("./cli/pyctl.ts")).main(argv);
+    case "daemon":
+      return (await import("./cli/pyctl.ts")).main(["start", ...argv]);
+    case "--version":
+    case "-V":
+      process.stdout.write(`pythond ${VERSION}\n`);
+      return 0;
+    default:
+      process.stdout.write(HELP);
+      return role === "--help" || role === "-h" ? 0 : 1;
+  }
+}
+
+const code = await main();
+if (code >= 0) process.exit(code);

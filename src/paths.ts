@@ -1,0 +1,55 @@
+/**
+ * Where things live (REFERENCE "Names, files, environment"):
+ *  - socket: $PYTHOND_SOCK; else $XDG_RUNTIME_DIR/pythond.sock when that directory is ours and 0700;
+ *    else $TMPDIR/pythond-$UID/pythond.sock (directory 0700);
+ *  - runtime files beside the socket in `pythond/`: access.log, the start lock, worker sockets and
+ *    their records (`sessions/<name>.json`), the extracted worker bootstrap;
+ *  - per-session history in ~/.pythond/sessions/<name>/.
+ */
+import { mkdirSync, statSync, chmodSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { tmpdir, homedir } from "node:os";
+
+function uid(): number {
+  return process.getuid?.() ?? 0;
+}
+
+function ownedPrivateDir(dir: string): boolean {
+  try {
+    const st = statSync(dir);
+    return st.isDirectory() && st.uid === uid() && (st.mode & 0o777) === 0o700;
+  } catch {
+    return false;
+  }
+}
+
+export function socketPath(): string {
+  const env = process.env.PYTHOND_SOCK;
+  if (env) return env;
+  const xdg = process.env.XDG_RUNTIME_DIR;
+  if (xdg && ownedPrivateDir(xdg)) return join(xdg, "pythond.sock");
+  return join(process.env.TMPDIR || tmpdir(), `pythond-${uid()}`, "pythond.sock");
+}
+
+/** Creates dir (and parents) with mode 0700, and tightens it if it already existed. */
+export function ensurePrivateDir(dir: string): string {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  return dir;
+}
+
+export function runtimeDir(sock = socketPath()): string {
+  return join(dirname(sock), "pythond");
+}
+
+export function workerRecordsDir(sock = socketPath()): string {
+  return join(runtimeDir(sock), "sessions");
+}
+
+export function homeBase(): string {
+  return join(process.env.HOME || homedir(), ".pythond");
+}
+
+export function sessionDataDir(name: string): string {
+  return join(homeBase(), "sessions", name);
+}

@@ -1,0 +1,1 @@
+"""pythond worker: one Python process per session (embedded in the pythond binary)."""

@@ -1,0 +1,261 @@
+"""Per-cell output capture.
+
+Every cell has an Out. Python-level writes (sys.stdout / sys.stderr) are routed by thread: the
+thread that runs a cell, and threads that cell starts, write into that cell. File descriptors 1
+and 2 are one pipe for the worker's whole life; a capture thread reads it and hands the bytes to
+the "fd owner", the sync cell running on the main thread (subprocesses and C code write there),
+or to the terminal sink when no sync cell runs.
+
+Ordering between the two paths: before a Python write of the fd owner is buffered we look at the
+pipe (FIONREAD); bytes waiting there were written before this write, so the buffered Python text is
+delivered, then the pipe is drained, then the new text is buffered. The capture thread, in turn,
+delivers the owner's buffered Python text before the pipe bytes it just read. Together this keeps
+`print('a'); os.system('echo b'); print('c')` in order without a syscall per delivery.
+"""
+import array
+import fcntl
+import io
+import os
+import select
+import termios
+import threading
+
+FLUSH_AT = 65536
+TICK = 0.05
+
+_cells_by_thread = {}
+PIPE_LOCK = threading.RLock()
+
+
+def current_out():
+    return _cells_by_thread.get(threading.get_ident())
+
+
+def bind_thread(out):
+    if out is None:
+        _cells_by_thread.pop(threading.get_ident(), None)
+    else:
+        _cells_by_thread[threading.get_ident()] = out
+
+
+def install_thread_inheritance():
+    """Threads started by a cell write into that cell (ipykernel does the same with parent headers)."""
+    original_start = threading.Thread.start
+
+    def start(self):
+        out = current_out()
+        if out is not None:
+            run = self.run
+
+            def run_in_cell():
+                bind_thread(out)
+                try:
+                    run()
+                finally:
+                    bind_thread(None)
+
+            self.run = run_in_cell
+        return original_start(self)
+
+    threading.Thread.start = start
+
+
+class Out(object):
+    """Output of one cell: buffered Python text plus delivery to a sink callable(bytes)."""
+
+    def __init__(self, sink):
+        self.sink = sink
+        self.pending = []
+        self.size = 0
+        self.lock = threading.RLock()
+
+    def write_bytes(self, data, owner):
+        if owner is self and pipe_waiting():
+            with PIPE_LOCK:
+                with self.lock:
+                    self._flush_locked()
+                _drain_locked(self)
+        with self.lock:
+            self.pending.append(data)
+            self.size += len(data)
+            if self.size >= FLUSH_AT:
+                self._flush_locked()
+
+    def flush(self):
+        with self.lock:
+            self._flush_locked()
+
+    def _flush_locked(self):
+        if not self.pending:
+            return
+        data = b"".join(self.pending) if len(self.pending) > 1 else self.pending[0]
+        self.pending = []
+        self.size = 0
+        self.sink(data)
+
+    def deliver_raw(self, data):
+        with self.lock:
+            self._flush_locked()
+            self.sink(data)
+
+
+class Capture(object):
+    """Owns the fd 1/2 pipe and its reader thread."""
+
+    def __init__(self, terminal_sink):
+        self.read_fd, write_fd = os.pipe()
+        os.dup2(write_fd, 1)
+        os.dup2(write_fd, 2)
+        os.close(write_fd)
+        self.owner = None
+        self.terminal = Out(terminal_sink)
+        self.active = set()
+        self.active_lock = threading.Lock()
+        global _capture
+        _capture = self
+
+    def start(self):
+        t = threading.Thread(target=self._loop, name="pythond-capture", daemon=True)
+        t.start()
+
+    def register(self, out):
+        with self.active_lock:
+            self.active.add(out)
+
+    def unregister(self, out):
+        with self.active_lock:
+            self.active.discard(out)
+
+    def set_owner(self, out):
+        with PIPE_LOCK:
+            _drain_locked(self.owner)
+            self.owner = out
+
+    def _loop(self):
+        while True:
+            ready, _, _ = select.select([self.read_fd], [], [], TICK)
+            if ready:
+                with PIPE_LOCK:
+                    _drain_locked(self.owner)
+            with self.active_lock:
+                outs = list(self.active)
+            for out in outs:
+                out.flush()
+            self.terminal.flush()
+
+
+_capture = None
+_fionread_buf = array.array("i", [0])
+
+
+def pipe_waiting():
+    try:
+        fcntl.ioctl(_capture.read_fd, termios.FIONREAD, _fionread_buf, True)
+    except OSError:
+        return 0
+    return _fionread_buf[0]
+
+
+def _drain_locked(owner):
+    """Reads everything waiting in the pipe and delivers it to owner (caller holds PIPE_LOCK)."""
+    target = owner if owner is not None else _capture.terminal
+    while True:
+        n = pipe_waiting()
+        if n <= 0:
+            return
+        data = os.read(_capture.read_fd, max(n, 65536))
+        if not data:
+            return
+        target.deliver_raw(data)
+
+
+def drain_owner():
+    with PIPE_LOCK:
+        _drain_locked(_capture.owner)
+
+
+class Router(io.TextIOBase):
+    """sys.stdout / sys.stderr: routes text to the writing thread's cell, or the terminal."""
+
+    def __init__(self, name, fd):
+        self._name = name
+        self._fd = fd
+
+    @property
+    def name(self):
+        return "<%s>" % self._name
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    @property
+    def errors(self):
+        return "backslashreplace"
+
+    def writable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        return self._fd
+
+    def write(self, s):
+        if not isinstance(s, str):
+            raise TypeError("write() argument must be str, not %s" % type(s).__name__)
+        out = current_out()
+        cap = _capture
+        if out is None:
+            out = cap.terminal
+        out.write_bytes(s.encode("utf-8", "backslashreplace"), cap.owner)
+        return len(s)
+
+    def flush(self):
+        out = current_out()
+        if out is not None:
+            out.flush()
+
+    @property
+    def buffer(self):
+        return _BinaryView(self)
+
+
+class _BinaryView(io.RawIOBase):
+    """sys.stdout.buffer: bytes written straight into the same routing."""
+
+    def __init__(self, router):
+        self._router = router
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        out = current_out() or _capture.terminal
+        out.write_bytes(bytes(b), _capture.owner)
+        return len(b)
+
+    def fileno(self):
+        return self._router.fileno()
+
+
+class NoInput(io.TextIOBase):
+    """sys.stdin for agent cells: reading fails at once instead of hanging."""
+
+    def __init__(self, message):
+        self._message = message
+
+    def readable(self):
+        return True
+
+    def read(self, *a):
+        raise RuntimeError(self._message)
+
+    readline = read
+
+    def fileno(self):
+        return 0
+
+    def isatty(self):
+        return False

@@ -1,0 +1,191 @@
+"""Cell records: output kept for poll/wait, streaming to a subscriber with credit, history files.
+
+A cell's output goes to its record (the last KEEP bytes) and, while a daemon connection subscribes,
+to that connection as `out` frames. The daemon acknowledges what it has passed on; a cell that runs
+WINDOW bytes ahead of the acknowledgements waits, so a slow client slows the cell instead of
+filling memory. If the subscriber goes away (client or daemon gone), the cell runs on and its
+output stays in the record for `poll`/`wait`.
+"""
+import binascii
+import collections
+import os
+import threading
+import time
+
+from . import capture
+
+KEEP = 8 << 20
+WINDOW = 1 << 20
+MAX_CELLS = 1000
+MIN_AGE = 300.0
+MAX_KEPT_BYTES = 128 << 20
+LOG_OUTPUT_MAX = 64 << 10
+
+
+def new_id():
+    return binascii.hexlify(os.urandom(6)).decode()
+
+
+class Cell(object):
+    def __init__(self, kind, code):
+        self.id = new_id()
+        self.kind = kind
+        self.code = code
+        self.status = "running"
+        self.started = time.time()
+        self.ended = None
+        self.error = ""
+        self.exit_code = None
+        self.extra = {}
+        self.chunks = collections.deque()
+        self.kept = 0
+        self.dropped = 0
+        self.sub = None  # (conn, rid)
+        self.unacked = 0
+        self.cond = threading.Condition()
+        self.thread_ident = None
+        self.done_event = threading.Event()
+        self.out = capture.Out(self._sink)
+
+    # -- output -----------------------------------------------------------------------------
+    def _sink(self, data):
+        if not data:
+            return
+        self.chunks.append(data)
+        self.kept += len(data)
+        while self.kept > KEEP and len(self.chunks) > 1:
+            old = self.chunks.popleft()
+            self.kept -= len(old)
+            self.dropped += len(old)
+        with self.cond:
+            while self.sub is not None and self.unacked > WINDOW:
+                self.cond.wait(1.0)
+            sub = self.sub
+            if sub is not None:
+                self.unacked += len(data)
+        if sub is not None and not sub[0].send({"op": "out", "rid": sub[1], "cell": self.id}, data):
+            self.detach(sub[0])
+
+    def output_bytes(self):
+        data = b"".join(self.chunks)
+        if self.dropped:
+            data = ("[... %d bytes of earlier output dropped ...]\n" % self.dropped).encode() + data
+        return data
+
+    def output_text(self):
+        return self.output_bytes().decode("utf-8", "replace").rstrip("\n")
+
+    def subscribe(self, conn, rid):
+        with self.cond:
+            self.sub = (conn, rid)
+            self.unacked = 0
+
+    def ack(self, n):
+        with self.cond:
+            self.unacked = max(0, self.unacked - n)
+            self.cond.notify_all()
+
+    def detach(self, conn):
+        with self.cond:
+            if self.sub is not None and self.sub[0] is conn:
+                self.sub = None
+                self.cond.notify_all()
+
+    # -- result ------------------------------------------------------------------------------
+    def finish(self, result):
+        self.out.flush()
+        self.ended = time.time()
+        self.status = "done" if result.ok else "error"
+        self.error = result.error
+        self.exit_code = result.exit_code
+        self.done_event.set()
+
+    def poll_json(self):
+        d = {"cell_id": self.id, "status": self.status, "output": self.output_text()}
+        if self.status == "error":
+            d["error"] = True
+            text = d["output"]
+            d["output"] = (text + "\n" + self.error) if text else self.error
+        d.update(self.extra)
+        return d
+
+
+class Cells(object):
+    """The session's cells: running ones and finished ones kept for poll (bounded)."""
+
+    def __init__(self):
+        self.by_id = collections.OrderedDict()
+        self.lock = threading.Lock()
+        self.count = 0
+
+    def add(self, cell):
+        with self.lock:
+            self.by_id[cell.id] = cell
+            self.count += 1
+            self._evict_locked()
+
+    def get(self, cell_id):
+        return self.by_id.get(cell_id)
+
+    def latest(self):
+        with self.lock:
+            return next(reversed(self.by_id.values()), None) if self.by_id else None
+
+    def running(self):
+        with self.lock:
+            return [c for c in self.by_id.values() if c.status == "running"]
+
+    def _evict_locked(self):
+        now = time.time()
+        finished = [c for c in self.by_id.values() if c.status != "running"]
+        kept_bytes = sum(c.kept for c in finished)
+        for c in finished:
+            too_many = len(self.by_id) > MAX_CELLS
+            too_big = kept_bytes > MAX_KEPT_BYTES
+            old = c.ended is not None and now - c.ended > MIN_AGE * 12
+            if not (too_many or too_big or old):
+                break
+            del self.by_id[c.id]
+            kept_bytes -= c.kept
+
+
+class History(object):
+    """~/.pythond/sessions/<name>/history.py (successful cells) and session.log (every cell)."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        self.lock = threading.Lock()
+        self.hist = None
+        self.log = None
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            os.chmod(directory, 0o700)
+            self.hist = open(os.path.join(directory, "history.py"), "a", encoding="utf-8")
+            self.log = open(os.path.join(directory, "session.log"), "a", encoding="utf-8")
+            for f in (self.hist, self.log):
+                os.chmod(f.name, 0o600)
+        except OSError:
+            pass  # history is a convenience; a read-only home must not stop the session
+
+    def record(self, cell):
+        ts = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(cell.started))
+        ok = cell.status == "done"
+        code = cell.code.rstrip("\n")
+        with self.lock:
+            try:
+                if ok and self.hist is not None:
+                    self.hist.write("\n# [%s]\n%s\n" % (ts, code))
+                    self.hist.flush()
+                if self.log is not None:
+                    out = cell.output_text()
+                    if not ok:
+                        out = (out + "\n" + cell.error) if out else cell.error
+                    if len(out) > LOG_OUTPUT_MAX:
+                        out = out[:LOG_OUTPUT_MAX] + "\n... (%d more characters not logged)" % (len(out) - LOG_OUTPUT_MAX)
+                    lines = ["# [%s] %s" % (ts, "OK" if ok else "ERROR"), code]
+                    if out:
+                        lines.extend("# > " + line for line in out.split("\n"))
+                    self.log.write("\n".join(lines) + "\n")
+                    self.log.flush()
+            except (OSError, ValueError):
+                pass

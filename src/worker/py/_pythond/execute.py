@@ -1,0 +1,100 @@
+"""The execution rules of a cell, as in the Python REPL.
+
+If the cell ends in an expression, the statements before it run and the expression's value is
+shown: str raw, anything else repr, None nothing; `_` is set to it. Top-level `await` works (the
+session keeps one event loop). Tracebacks show user frames only: frames of this package are cut.
+"""
+import ast
+import asyncio
+import linecache
+import os
+import sys
+import traceback
+import types
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+_ASYNC_FLAG = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
+_CO_COROUTINE = 0x0080
+_loop = None
+
+
+class Result(object):
+    __slots__ = ("ok", "error", "exit_code", "value_text")
+
+    def __init__(self):
+        self.ok = True
+        self.error = ""
+        self.exit_code = None
+        self.value_text = None
+
+
+def _register_source(filename, code):
+    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+
+
+def _run_code(code_obj, ns):
+    value = eval(code_obj, ns)
+    if code_obj.co_flags & _CO_COROUTINE:
+        global _loop
+        if _loop is None or _loop.is_closed():
+            _loop = asyncio.new_event_loop()
+        value = _loop.run_until_complete(value)
+    return value
+
+
+def execute(code, ns, filename):
+    """Runs code in ns. Returns a Result; output goes to sys.stdout as the REPL would show it."""
+    result = Result()
+    _register_source(filename, code)
+    try:
+        tree = ast.parse(code, filename, "exec")
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        if tree.body:
+            _run_code(compile(tree, filename, "exec", flags=_ASYNC_FLAG), ns)
+        if last is not None:
+            value = _run_code(compile(last, filename, "eval", flags=_ASYNC_FLAG), ns)
+            if value is not None:
+                ns["_"] = value
+                text = value if isinstance(value, str) else repr(value)
+                sys.stdout.write(text + "\n")
+    except SystemExit as e:
+        result.ok = False
+        code_ = e.code
+        result.exit_code = code_
+        result.error = "exit(%s)" % ("0" if code_ is None else code_)
+    except BaseException as e:  # noqa: B902 - KeyboardInterrupt is a cell result here
+        result.ok = False
+        result.error = format_exception(e)
+    return result
+
+
+def _is_internal(tb):
+    f = tb.tb_frame.f_code.co_filename
+    return os.path.dirname(os.path.abspath(f)) == _PKG_DIR if not f.startswith("<") else False
+
+
+def format_exception(e):
+    """The traceback without pythond's own frames (leading and trailing ones)."""
+    tb = e.__traceback__
+    while tb is not None and _is_internal(tb):
+        tb = tb.tb_next
+    frames = []
+    t = tb
+    while t is not None:
+        frames.append(t)
+        t = t.tb_next
+    while frames and _is_internal(frames[-1]):
+        frames.pop()
+    if isinstance(e, SyntaxError) or not frames:
+        lines = traceback.format_exception_only(type(e), e)
+        if not isinstance(e, SyntaxError):
+            lines = ["Traceback (most recent call last):\n"] + lines if frames else lines
+    else:
+        # Rebuild a chain of just the kept frames.
+        tb_new = None
+        for t in reversed(frames):
+            tb_new = types.TracebackType(tb_new, t.tb_frame, t.tb_lasti, t.tb_lineno)
+        lines = traceback.format_exception(type(e), e, tb_new)
+    return "".join(lines).rstrip("\n")

@@ -1,0 +1,1 @@
+"""fork cells (POSIX): filled in by the async-cells work."""

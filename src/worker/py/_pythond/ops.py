@@ -1,0 +1,199 @@
+"""Requests from the daemon, handled on the IO thread (never blocking it: waits get a thread)."""
+import ctypes
+import hmac
+import os
+import rlcompleter
+import signal
+import threading
+
+from . import capture, cells, execute
+from .wire import Conn  # noqa: F401 - re-exported for server.py
+
+WORKER_PROTOCOL = 1
+MAX_COMPLETIONS = 200
+
+
+def reply(conn, rid, data=None, ok=True, **extra):
+    h = {"op": "reply", "rid": rid, "ok": ok}
+    h.update(extra)
+    if data is not None:
+        h["data"] = data
+    conn.send(h)
+
+
+def fail(conn, rid, code, message):
+    reply(conn, rid, ok=False, code=code, error=message)
+
+
+def send_end(cell):
+    with cell.cond:
+        sub = cell.sub
+        cell.sub = None
+        cell.cond.notify_all()
+    if sub is not None:
+        sub[0].send({"op": "end", "rid": sub[1], "cell": cell.id, "ok": cell.status == "done",
+                     "error": cell.error, "exit_code": _jsonable(cell.exit_code)})
+
+
+def _jsonable(v):
+    return v if v is None or isinstance(v, (int, str)) else str(v)
+
+
+def handle(w, conn, h, body):
+    op = h.get("op")
+    rid = h.get("rid")
+    if not conn.authed:
+        if op == "hello" and hmac.compare_digest(str(h.get("secret", "")), w.secret):
+            conn.authed = True
+            conn.send({"op": "hello", "ok": True, "v": WORKER_PROTOCOL, "pid": os.getpid(), "name": w.name})
+        else:
+            conn.send({"op": "hello", "ok": False, "v": WORKER_PROTOCOL, "error": "bad secret"})
+            conn.closed = True
+            conn.sock.shutdown(2)
+        return
+    fn = HANDLERS.get(op)
+    if fn is None:
+        fail(conn, rid, "unknown_command", "worker: unknown op %r" % op)
+        return
+    fn(w, conn, rid, h, body)
+
+
+def op_run(w, conn, rid, h, body):
+    cell = cells.Cell("run", body.decode("utf-8", "replace"))
+    w.cells.add(cell)
+    cell.subscribe(conn, rid)
+    conn.send({"op": "start", "rid": rid, "cell": cell.id})
+    timeout = h.get("timeout")
+    w.jobs.put(lambda: w.run_sync(cell, timeout))
+
+
+def op_ack(w, conn, rid, h, body):
+    cell = w.cells.get(h.get("cell"))
+    if cell is not None:
+        cell.ack(int(h.get("n", 0)))
+
+
+def op_fire(w, conn, rid, h, body):
+    cell = cells.Cell("fire", body.decode("utf-8", "replace"))
+    w.cells.add(cell)
+
+    def run():
+        cell.thread_ident = threading.get_ident()
+        capture.bind_thread(cell.out)
+        w.capture.register(cell.out)
+        try:
+            result = execute.execute(cell.code, w.ns, "<cell-%s>" % cell.id)
+        finally:
+            capture.bind_thread(None)
+            w.capture.unregister(cell.out)
+        cell.finish(result)
+        w.history.record(cell)
+
+    threading.Thread(target=run, name="pythond-fire-" + cell.id, daemon=True).start()
+    reply(conn, rid, {"cell_id": cell.id, "status": "fired"})
+
+
+def op_poll(w, conn, rid, h, body):
+    cid = h.get("cell")
+    cell = w.cells.get(cid) if cid else w.cells.latest()
+    if cell is None:
+        if cid:
+            reply(conn, rid, {"cell_id": cid, "status": "error", "output": "unknown cell"}, ok=False, code="unknown_cell")
+        else:
+            reply(conn, rid, {"status": "idle"})
+        return
+    reply(conn, rid, cell.poll_json())
+
+
+def op_wait(w, conn, rid, h, body):
+    cell = w.cells.get(h.get("cell"))
+    if cell is None:
+        reply(conn, rid, {"cell_id": h.get("cell"), "status": "error", "output": "unknown cell"}, ok=False, code="unknown_cell")
+        return
+    timeout = h.get("timeout")
+
+    def waiter():
+        finished = cell.done_event.wait(timeout)
+        d = cell.poll_json()
+        if not finished:
+            d["timed_out"] = True
+        reply(conn, rid, d)
+
+    threading.Thread(target=waiter, name="pythond-wait", daemon=True).start()
+
+
+def op_status(w, conn, rid, h, body):
+    running = [c.id for c in w.cells.running()]
+    reply(conn, rid, {
+        "state": "running" if running else "idle",
+        "running": running,
+        "vars": len(public_names(w.ns)),
+        "cells": w.cells.count,
+        "pid": os.getpid(),
+        "python": w.config.get("python_version") or "%d.%d.%d" % tuple(__import__("sys").version_info[:3]),
+        "cwd": os.getcwd(),
+        "uptime": round(__import__("time").time() - w.started, 1),
+    })
+
+
+def public_names(ns):
+    for _ in range(5):
+        try:
+            return [k for k in list(ns.keys()) if isinstance(k, str) and not k.startswith("_")]
+        except RuntimeError:
+            continue  # the namespace changed under us (a cell is running); try again
+    return []
+
+
+def op_vars(w, conn, rid, h, body):
+    reply(conn, rid, {"vars": public_names(w.ns)})
+
+
+def op_complete(w, conn, rid, h, body):
+    text = body.decode("utf-8", "replace")
+    completer = rlcompleter.Completer(w.ns)
+    matches = []
+    try:
+        state = 0
+        while len(matches) < MAX_COMPLETIONS:
+            m = completer.complete(text, state)
+            if m is None:
+                break
+            if m not in matches:
+                matches.append(m)
+            state += 1
+    except Exception:
+        pass  # rlcompleter evaluates attribute chains; a failing property means no more matches
+    reply(conn, rid, {"matches": matches})
+
+
+def op_int(w, conn, rid, h, body):
+    parts = []
+    if w.sync_cell is not None:
+        os.kill(os.getpid(), signal.SIGINT)
+        parts.append("1 run (interrupted)")
+    threads = [c for c in w.cells.running() if c.kind == "fire" and c.thread_ident]
+    for c in threads:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(c.thread_ident), ctypes.py_object(KeyboardInterrupt))
+    if threads:
+        parts.append("%d thread%s (best-effort)" % (len(threads), "" if len(threads) == 1 else "s"))
+    killed = w.kill_forks() if hasattr(w, "kill_forks") else 0
+    if killed:
+        parts.append("%d process%s (killed)" % (killed, "" if killed == 1 else "es"))
+    if parts:
+        reply(conn, rid, "OK int %s: %s" % (w.name, ", ".join(parts)))
+    else:
+        reply(conn, rid, "OK no running cells in %s" % w.name)
+
+
+HANDLERS = {
+    "run": op_run,
+    "ack": op_ack,
+    "fire": op_fire,
+    "poll": op_poll,
+    "wait": op_wait,
+    "status": op_status,
+    "vars": op_vars,
+    "complete": op_complete,
+    "int": op_int,
+}

@@ -1,0 +1,213 @@
+"""The worker's life: set-up, the IO thread serving daemon connections, the main-thread queue."""
+import builtins
+import json
+import os
+import queue
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+
+from . import capture, cells, execute, ops
+
+WORKER_PROTOCOL = 1
+
+
+class Worker(object):
+    def __init__(self, config):
+        self.config = config
+        self.name = config["name"]
+        self.secret = config["secret"]
+        self.ns = {"__name__": "__main__", "__builtins__": builtins, "__doc__": None}
+        self.cells = cells.Cells()
+        self.jobs = queue.Queue()
+        self.sync_cell = None
+        self.history = cells.History(config["session_dir"])
+        self.started = time.time()
+        self.main_ident = threading.get_ident()
+        self.conns = {}
+        self.terminal_chunks = []
+
+    # -- set-up ------------------------------------------------------------------------------
+    def setup(self):
+        try:
+            os.setsid()
+        except OSError:
+            pass  # already a session leader (the daemon spawns us detached)
+        if self.config.get("cwd"):
+            try:
+                os.chdir(self.config["cwd"])
+            except OSError as e:
+                sys.stderr.write("pythond: cannot enter %s: %s; staying in %s\n" % (self.config["cwd"], e, os.getcwd()))
+        sock_path = self.config["sock"]
+        try:
+            os.unlink(sock_path)
+        except OSError:
+            pass
+        old = os.umask(0o177)
+        try:
+            self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.listener.bind(sock_path)
+            self.listener.listen(64)
+        finally:
+            os.umask(old)
+        record = {
+            "name": self.name,
+            "pid": os.getpid(),
+            "pgid": os.getpgid(0),
+            "python": sys.executable,
+            "python_version": "%d.%d.%d" % sys.version_info[:3],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+            "sock": sock_path,
+            "secret": self.secret,
+            "worker_protocol": WORKER_PROTOCOL,
+            "binary_version": self.config.get("version", ""),
+            "cwd": os.getcwd(),
+        }
+        tmp = self.config["record"] + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f)
+        os.replace(tmp, self.config["record"])
+        # Ready: tell the daemon on our original stdout, then let go of its pipes.
+        os.write(1, ("ready %d\n" % os.getpid()).encode())
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        self.capture = capture.Capture(self._terminal_sink)
+        capture.install_thread_inheritance()
+        sys.stdout = capture.Router("stdout", 1)
+        sys.stderr = capture.Router("stderr", 2)
+        msg = ("input() is not available in an agent cell (there is no terminal); pass the data "
+               "in the code, or attach a terminal with: pysh attach %s" % self.name)
+        sys.stdin = capture.NoInput(msg)
+        self._install_input(msg)
+        signal.signal(signal.SIGINT, self._on_sigint)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        self.capture.start()
+        threading.Thread(target=self._io_loop, name="pythond-io", daemon=True).start()
+
+    def _install_input(self, msg):
+        def agent_input(prompt=""):
+            raise RuntimeError(msg)
+
+        builtins.input = agent_input
+
+    def _terminal_sink(self, data):
+        # Output with no cell (a thread outliving nothing, atexit noise): keep the tail for attach.
+        self.terminal_chunks.append(data)
+        if len(self.terminal_chunks) > 256:
+            del self.terminal_chunks[:128]
+
+    def _on_sigint(self, signum, frame):
+        if self.sync_cell is not None:
+            raise KeyboardInterrupt
+        # no sync cell: nothing to interrupt on the main thread
+
+    # -- IO thread ---------------------------------------------------------------------------
+    def _io_loop(self):
+        sel = selectors.DefaultSelector()
+        sel.register(self.listener, selectors.EVENT_READ, None)
+        while True:
+            for key, _ in sel.select():
+                if key.data is None:
+                    try:
+                        s, _ = self.listener.accept()
+                    except OSError:
+                        continue
+                    conn = ops.Conn(s)
+                    self.conns[s.fileno()] = conn
+                    sel.register(s, selectors.EVENT_READ, conn)
+                    continue
+                conn = key.data
+                try:
+                    data = conn.sock.recv(1 << 20)
+                except OSError:
+                    data = b""
+                frames = []
+                if data:
+                    try:
+                        frames = conn.feed(data)
+                    except ValueError:
+                        data = b""
+                if not data:
+                    sel.unregister(conn.sock)
+                    self._drop(conn)
+                    continue
+                for header, body in frames:
+                    try:
+                        ops.handle(self, conn, header, body)
+                    except Exception as e:  # a bad request must never kill the IO thread
+                        conn.send({"op": "reply", "rid": header.get("rid"), "ok": False,
+                                   "code": "internal", "error": "worker: %s: %s" % (type(e).__name__, e)})
+
+    def _drop(self, conn):
+        self.conns.pop(conn.sock.fileno(), None)
+        conn.closed = True
+        for cell in self.cells.running():
+            cell.detach(conn)
+        try:
+            conn.sock.close()
+        except OSError:
+            pass
+
+    # -- main thread -------------------------------------------------------------------------
+    def run_forever(self):
+        while True:
+            try:
+                job = self.jobs.get()
+                job()
+            except KeyboardInterrupt:
+                continue  # a SIGINT that arrived between cells
+
+    def run_sync(self, cell, timeout):
+        """Runs on the main thread: one sync cell, output owned by it (fds included)."""
+        timer = None
+        if timeout:
+            timer = threading.Timer(timeout, self._timeout, (cell,))
+            timer.daemon = True
+            timer.start()
+        self.sync_cell = cell
+        capture.bind_thread(cell.out)
+        self.capture.set_owner(cell.out)
+        try:
+            result = execute.execute(cell.code, self.ns, "<cell-%s>" % cell.id)
+        except KeyboardInterrupt:  # landed between our own statements
+            result = execute.Result()
+            result.ok = False
+            result.error = "KeyboardInterrupt"
+        finally:
+            self.sync_cell = None
+            if timer is not None:
+                timer.cancel()
+        try:
+            sys.stdout.flush()
+            capture.drain_owner()
+        finally:
+            self.capture.set_owner(None)
+            capture.bind_thread(None)
+        if cell.extra.get("timed_out"):
+            result.ok = False
+            result.error = (result.error + "\n" if result.error else "") + \
+                "pythond: cell interrupted after --timeout %gs; the session is still alive" % timeout
+        cell.finish(result)
+        ops.send_end(cell)
+        self.history.record(cell)
+
+    def _timeout(self, cell):
+        if self.sync_cell is cell:
+            cell.extra["timed_out"] = True
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def main(config):
+    worker = Worker(config)
+    try:
+        worker.setup()
+    except Exception as e:
+        sys.stderr.write("pythond worker failed to start: %s: %s\n" % (type(e).__name__, e))
+        sys.stderr.flush()
+        os._exit(70)
+    worker.run_forever()
