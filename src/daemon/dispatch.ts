@@ -112,10 +112,10 @@ export async function handleFrame(ctx: DaemonContext, conn: ClientConn, text: st
   let session = "";
   let status: Status = "error";
   let cmd = frame.cmd;
+  if (frame.cmd !== "ls" && frame.args[0] && !frame.args[0].startsWith("--")) session = frame.args[0];
   try {
     const req = toRequest(frame);
     cmd = req.cmd;
-    session = req.args[0] && req.cmd !== "ls" ? req.args[0] : "";
     const spec = COMMANDS[req.cmd] as { callers?: readonly string[] };
     if (spec.callers && !spec.callers.includes(conn.caller)) {
       throw new PythondError("not_local", `${req.cmd} is only accepted on the local socket`);

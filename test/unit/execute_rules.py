@@ -1,0 +1,60 @@
+"""Checks of _pythond.execute, run by bootstrap.test.ts with cwd = src/worker/py."""
+import io
+import sys
+
+sys.path.insert(0, ".")
+from _pythond import execute  # noqa: E402
+
+checks = 0
+
+
+def run(code, ns):
+    buf = io.StringIO()
+    old = sys.stdout
+    sys.stdout = buf
+    try:
+        r = execute.execute(code, ns, "<cell-test>")
+    finally:
+        sys.stdout = old
+    return r, buf.getvalue()
+
+
+def check(cond, what):
+    global checks
+    checks += 1
+    if not cond:
+        sys.stderr.write("FAILED: %s\n" % what)
+        sys.exit(1)
+
+
+ns = {"__name__": "__main__"}
+r, out = run("x = 42", ns)
+check(r.ok and out == "", "assignment prints nothing")
+r, out = run("x + 1", ns)
+check(out == "43\n" and ns["_"] == 43, "expression value and _")
+r, out = run("print('a'); 'b'", ns)
+check(out == "a\nb\n", "str raw after statements")
+r, out = run("None", ns)
+check(out == "" and ns["_"] == "b", "None prints nothing and keeps _")
+r, out = run("[1, 'x']", ns)
+check(out == "[1, 'x']\n", "repr for non-str")
+r, out = run("import sys; sys.exit(3)", ns)
+check(not r.ok and r.error == "exit(3)" and r.exit_code == 3, "sys.exit(3)")
+r, out = run("raise SystemExit", ns)
+check(r.error == "exit(0)", "bare SystemExit")
+r, out = run("def f():\n    raise ValueError('v')\nf()", ns)
+check(not r.ok and r.error.startswith("Traceback (most recent call last):"), "traceback header")
+check("_pythond" not in r.error and "execute.py" not in r.error, "no internal frames: %r" % r.error)
+check('File "<cell-test>", line 3, in <module>' in r.error and "in f" in r.error, "user frames with lines")
+check("    raise ValueError('v')" in r.error, "source lines shown from the cell")
+r, out = run("def (:", ns)
+check(not r.ok and "SyntaxError" in r.error and "Traceback" not in r.error, "syntax error without traceback")
+r, out = run("import asyncio\nawait asyncio.sleep(0)\n7", ns)
+check(r.ok and out == "7\n", "top-level await")
+r, out = run("if True:\n    y = 1\ny", ns)
+check(out == "1\n", "compound statement then expression")
+r, out = run("", ns)
+check(r.ok and out == "", "empty cell")
+r, out = run("# only a comment", ns)
+check(r.ok and out == "", "comment only")
+print("ok %d checks" % checks)
