@@ -78,7 +78,14 @@ const COMMANDS: Record<string, Command> = {
     return printCellJson(await request(client, "poll", argv));
   },
   async wait(client, argv) {
-    return printCellJson(await request(client, "wait", argv));
+    const a = parseCodeArgs(argv, 2, ["timeout"]);
+    if (a.positional.length < 2 || a.code !== null) throw new PythondError("usage", "usage: pysh wait <name> <cell_id> [--timeout S]");
+    const args = [...a.positional, ...(a.opts.timeout ? ["--timeout", String(a.opts.timeout)] : [])];
+    const out = new OutputStream();
+    const r = await runStreaming(client, a.positional[0]!, "", { cmd: "wait", args }, (c) => out.write(c));
+    out.end();
+    if (!r.ok) errLine(r.final);
+    return r.ok ? 0 : 1;
   },
   async complete(client, argv) {
     const [name, ...text] = argv;

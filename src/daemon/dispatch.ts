@@ -4,7 +4,7 @@
  * are thrown as PythondError and turned into `ERR <message>` by `handleFrame`.
  */
 import { COMMANDS, toRequest, type CommandName, type Request } from "../protocol/commands.ts";
-import { PythondError } from "../protocol/errors.ts";
+import { PythondError, type ErrorCode } from "../protocol/errors.ts";
 import { parseFrame } from "../protocol/frame.ts";
 import { checkName } from "../protocol/names.ts";
 import { PROTOCOL_VERSION, VERSION } from "../protocol/version.ts";
@@ -25,11 +25,36 @@ type Handler = (ctx: DaemonContext, conn: ClientConn, req: Request) => Promise<S
 
 const json = (v: unknown) => JSON.stringify(v);
 
-/** Sends a worker reply: JSON data as text, strings as they are; `ok: false` still a reply. */
+/**
+ * Sends a worker reply: JSON data as text, strings as they are. A failed reply with JSON data
+ * (poll of an unknown cell) is sent as that JSON to the original's clients, and as `ERR <json>`
+ * to ours, so that every error reply of pythond.1 starts with `ERR `.
+ */
 function sendWorkerReply(conn: ClientConn, h: Record<string, unknown>): Status {
   const data = h.data;
-  conn.reply.text(typeof data === "string" ? data : json(data ?? {}));
+  if (!h.ok && data === undefined) {
+    throw new PythondError((h.code as ErrorCode) ?? "internal", String(h.error ?? "worker error"));
+  }
+  const text = typeof data === "string" ? data : json(data ?? {});
+  conn.reply.text(!h.ok && conn.streaming ? `ERR ${text}` : text);
   return h.ok ? "ok" : "error";
+}
+
+/** `wait`: streams like `run` for pythond.1 clients; the poll JSON for the original's. */
+async function waitCell(ctx: DaemonContext, conn: ClientConn, req: Request): Promise<Status> {
+  const s = ctx.registry.get(checkName(req.args[0]!));
+  const timeout = parseSeconds(req.opts.timeout, "--timeout");
+  const h = await s.link.request("wait", { cell: req.args[1], ...(timeout ? { timeout } : {}) });
+  const d = (h.data ?? {}) as Record<string, unknown>;
+  if (!conn.streaming || !h.ok) {
+    const { out: _o, traceback: _t, ...poll } = d;
+    return sendWorkerReply(conn, { ...h, data: poll });
+  }
+  if (d.timed_out) throw new PythondError("timeout", `cell ${req.args[1]} is still running after --timeout ${timeout}s`);
+  conn.reply.text(`CELL ${String(d.cell_id)}`);
+  if (d.out) conn.reply.binary(new TextEncoder().encode(String(d.out)));
+  conn.reply.text(d.status === "done" ? "OK" : `ERR execution failed\n${String(d.traceback ?? "")}`);
+  return d.status === "done" ? "ok" : "error";
 }
 
 async function workerCall(ctx: DaemonContext, conn: ClientConn, name: string, op: string, fields = {}, body?: string) {
@@ -60,8 +85,7 @@ export const HANDLERS: Record<CommandName, Handler> = {
   fire: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "fire", {}, req.body),
   fork: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "fork", {}, req.body),
   poll: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "poll", req.args[1] ? { cell: req.args[1] } : {}),
-  wait: (ctx, conn, req) =>
-    workerCall(ctx, conn, req.args[0]!, "wait", { cell: req.args[1], timeout: parseSeconds(req.opts.timeout, "--timeout") }),
+  wait: waitCell,
   int: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "int"),
   status: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "status"),
   vars: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "vars"),

@@ -16,7 +16,7 @@ from . import capture
 
 KEEP = 8 << 20
 WINDOW = 1 << 20
-MAX_CELLS = 1000
+MAX_CELLS = int(os.environ.get("PYTHOND_MAX_CELLS", "1000"))
 MIN_AGE = 300.0
 MAX_KEPT_BYTES = 128 << 20
 LOG_OUTPUT_MAX = 64 << 10

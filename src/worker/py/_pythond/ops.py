@@ -6,7 +6,7 @@ import rlcompleter
 import signal
 import threading
 
-from . import capture, cells, execute
+from . import capture, cells, execute, forking
 from .wire import Conn  # noqa: F401 - re-exported for server.py
 
 WORKER_PROTOCOL = 1
@@ -93,6 +93,16 @@ def op_fire(w, conn, rid, h, body):
     reply(conn, rid, {"cell_id": cell.id, "status": "fired"})
 
 
+def op_fork(w, conn, rid, h, body):
+    if not hasattr(os, "fork"):
+        fail(conn, rid, "usage", "fork cells need a POSIX system (use fire)")
+        return
+    cell = cells.Cell("fork", body.decode("utf-8", "replace"))
+    w.cells.add(cell)
+    forking.start(w, cell)
+    reply(conn, rid, {"cell_id": cell.id, "status": "forked"})
+
+
 def op_poll(w, conn, rid, h, body):
     cid = h.get("cell")
     cell = w.cells.get(cid) if cid else w.cells.latest()
@@ -117,6 +127,8 @@ def op_wait(w, conn, rid, h, body):
         d = cell.poll_json()
         if not finished:
             d["timed_out"] = True
+        d["out"] = cell.output_text()
+        d["traceback"] = cell.error
         reply(conn, rid, d)
 
     threading.Thread(target=waiter, name="pythond-wait", daemon=True).start()
@@ -177,7 +189,7 @@ def op_int(w, conn, rid, h, body):
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(c.thread_ident), ctypes.py_object(KeyboardInterrupt))
     if threads:
         parts.append("%d thread%s (best-effort)" % (len(threads), "" if len(threads) == 1 else "s"))
-    killed = w.kill_forks() if hasattr(w, "kill_forks") else 0
+    killed = forking.kill_all()
     if killed:
         parts.append("%d process%s (killed)" % (killed, "" if killed == 1 else "es"))
     if parts:
@@ -190,6 +202,7 @@ HANDLERS = {
     "run": op_run,
     "ack": op_ack,
     "fire": op_fire,
+    "fork": op_fork,
     "poll": op_poll,
     "wait": op_wait,
     "status": op_status,

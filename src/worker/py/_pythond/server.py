@@ -25,6 +25,7 @@ class Worker(object):
         self.jobs = queue.Queue()
         self.sync_cell = None
         self.history = cells.History(config["session_dir"])
+        self.runtime_dir = os.path.dirname(config["record"])
         self.started = time.time()
         self.main_ident = threading.get_ident()
         self.conns = {}
