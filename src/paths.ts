@@ -46,6 +46,11 @@ export function workerRecordsDir(sock = socketPath()): string {
   return join(runtimeDir(sock), "sessions");
 }
 
+/** Exists while a daemon restarts in place (clients retry instead of failing). */
+export function restartMarker(runtime = runtimeDir()): string {
+  return join(runtime, "restarting");
+}
+
 export function homeBase(): string {
   return join(process.env.HOME || homedir(), ".pythond");
 }

@@ -11,6 +11,7 @@ import { request, ReplyError } from "../client/api.ts";
 import { errLine, line } from "./out.ts";
 
 let exitCode = 0;
+let daemonArgv: string[] = [];
 
 export const startCommand = defineCommand({
   meta: { name: "start", description: "run the daemon in the foreground (same as: pythond daemon)" },
@@ -19,13 +20,16 @@ export const startCommand = defineCommand({
     tls: { type: "boolean", description: "use TLS on --listen" },
     "show-token": { type: "boolean", description: "print the token and certificate fingerprint" },
     "max-frame": { type: "string", description: "largest frame accepted, in MiB (default 64)" },
+    "idle-timeout": { type: "string", description: "end sessions unused for this many seconds (default: never)" },
   },
   async run({ args }) {
     if (args.listen) throw new PythondError("usage", "--listen (remote access) is not available in this build yet");
     const { runDaemon, DEFAULT_MAX_FRAME } = await import("../daemon/server.ts");
     const maxFrame = args["max-frame"] ? Number(args["max-frame"]) * 1024 * 1024 + 4096 : DEFAULT_MAX_FRAME;
     if (!(maxFrame > 4096)) throw new PythondError("usage", "--max-frame takes a size in MiB > 0");
-    await runDaemon({ socket: socketPath(), maxFrame });
+    const idle = args["idle-timeout"] === undefined ? undefined : Number(args["idle-timeout"]);
+    if (idle !== undefined && !(idle > 0)) throw new PythondError("usage", "--idle-timeout takes a number of seconds > 0");
+    await runDaemon({ socket: socketPath(), maxFrame, idleTimeout: idle, argv: daemonArgv });
     exitCode = -1; // keep running: the server holds the event loop
   },
 });
@@ -37,6 +41,18 @@ const stop = defineCommand({
     const client = await Client.open();
     try {
       line(await request(client, "stop", args["keep-sessions"] ? ["--keep-sessions"] : []));
+    } finally {
+      client.close();
+    }
+  },
+});
+
+const restart = defineCommand({
+  meta: { name: "restart", description: "restart the daemon in place (sessions live on; picks up an upgraded binary)" },
+  async run() {
+    const client = await Client.open();
+    try {
+      line(await request(client, "restart"));
     } finally {
       client.close();
     }
@@ -70,7 +86,7 @@ const tlsCommands = {
 
 const pyctl = defineCommand({
   meta: { name: "pyctl", version: VERSION, description: "control the pythond daemon" },
-  subCommands: { start: startCommand, stop, status, ...tlsCommands },
+  subCommands: { start: startCommand, stop, restart, status, ...tlsCommands },
 });
 
 export async function main(argv: string[]): Promise<number> {
@@ -82,6 +98,7 @@ export async function main(argv: string[]): Promise<number> {
     line(await renderUsage(pyctl as CommandDef));
     return argv.length === 0 ? 1 : 0;
   }
+  if (argv[0] === "start") daemonArgv = argv.slice(1);
   try {
     await runCommand(pyctl as CommandDef, { rawArgs: argv });
     return exitCode;

@@ -12,7 +12,7 @@ import { errLine, line, OutputStream } from "./out.ts";
 
 const HELP = `pysh ${VERSION} -- client for pythond sessions
 
-  pysh new <name> [--replace] [--python PATH]   create a session
+  pysh new <name> [--replace] [--python PATH] [--idle-timeout S]   create a session
   pysh run <name> [--timeout S] <code|@file|->  run code, print its output (exit 1 on error)
   pysh fire <name> <code|@file|->               run in a thread, return a cell id
   pysh fork <name> <code|@file|->               run in a forked child, merge picklable names back
@@ -66,11 +66,12 @@ const COMMANDS: Record<string, Command> = {
     return cellCommand(client, "fork", argv);
   },
   async new(client, argv) {
-    const a = parseCodeArgs(argv, 1, ["python"], ["replace"]);
+    const a = parseCodeArgs(argv, 1, ["python", "idle-timeout"], ["replace"]);
     if (!a.positional[0]) throw new PythondError("usage", "usage: pysh new <name> [--replace] [--python PATH]");
     const args = [a.positional[0], "--cwd", process.cwd()];
     if (a.opts.replace) args.push("--replace");
     if (typeof a.opts.python === "string") args.push("--python", a.opts.python);
+    if (typeof a.opts["idle-timeout"] === "string") args.push("--idle-timeout", a.opts["idle-timeout"]);
     if (a.code !== null) args.push(...a.code.split(" ")); // extra words: let the daemon refuse them
     return simple(client, "new", args);
   },

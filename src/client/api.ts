@@ -39,7 +39,16 @@ export async function runStreaming(
   client.send(buildFrame(opts.cmd ?? "run", args, code));
   let cellId: string | undefined;
   for (;;) {
-    const m = await client.next();
+    let m;
+    try {
+      m = await client.next();
+    } catch (e) {
+      // The daemon went away mid-cell: the cell runs on in its worker; say how to get the result.
+      if (cellId && e instanceof PythondError) {
+        throw new PythondError(e.code, `${e.message} -- cell ${cellId} keeps running; get its result with: pysh wait ${name} ${cellId}`);
+      }
+      throw e;
+    }
     if ("binary" in m) {
       onOutput(m.binary);
       continue;

@@ -5,7 +5,10 @@
  */
 import { PythondError } from "../protocol/errors.ts";
 import { SUBPROTOCOL } from "../protocol/version.ts";
-import { socketPath } from "../paths.ts";
+import { existsSync } from "node:fs";
+import { restartMarker, runtimeDir, socketPath } from "../paths.ts";
+
+const RESTART_GRACE_MS = 10_000;
 
 export type Message = { text: string } | { binary: Uint8Array };
 
@@ -36,13 +39,20 @@ export class Client {
 
   static async open(opts: { socket?: string; protocols?: string[] } = {}): Promise<Client> {
     const sock = opts.socket ?? socketPath();
-    const ws = new WebSocket(`ws+unix://${sock}`, opts.protocols ?? [SUBPROTOCOL]);
-    await new Promise<void>((resolve, reject) => {
-      ws.onopen = () => resolve();
-      ws.onerror = () =>
-        reject(new PythondError("daemon_unreachable", `no daemon at ${sock} -- start one with: pythond daemon (or: pyctl start)`));
-    });
-    return new Client(ws, sock);
+    const deadline = Date.now() + RESTART_GRACE_MS;
+    for (;;) {
+      const ws = new WebSocket(`ws+unix://${sock}`, opts.protocols ?? [SUBPROTOCOL]);
+      const ok = await new Promise<boolean>((resolve) => {
+        ws.onopen = () => resolve(true);
+        ws.onerror = () => resolve(false);
+      });
+      if (ok) return new Client(ws, sock);
+      // A daemon restarting in place leaves a marker: wait for its successor instead of failing.
+      if (Date.now() > deadline || !existsSync(restartMarker(runtimeDir(sock)))) {
+        throw new PythondError("daemon_unreachable", `no daemon at ${sock} -- start one with: pythond daemon (or: pyctl start)`);
+      }
+      await Bun.sleep(20);
+    }
   }
 
   send(frame: string | Uint8Array): void {

@@ -18,6 +18,10 @@ export interface DaemonContext {
   log: AccessLog;
   socket: string;
   stop(keepSessions: boolean): void;
+  /** Ends this daemon (sessions live on) and starts the binary again in its place. */
+  restart(): void;
+  /** Daemon-wide default for sessions' --idle-timeout (seconds), if any. */
+  idleTimeout?: number;
 }
 
 type Status = "ok" | "error";
@@ -74,7 +78,8 @@ export const HANDLERS: Record<CommandName, Handler> = {
     const name = checkName(req.args[0]!);
     const python = typeof req.opts.python === "string" ? req.opts.python : undefined;
     const cwd = typeof req.opts.cwd === "string" ? req.opts.cwd : undefined;
-    const s = await ctx.registry.create(name, { replace: req.opts.replace === true, python, cwd });
+    const idle = parseSeconds(req.opts["idle-timeout"], "--idle-timeout") ?? ctx.idleTimeout;
+    const s = await ctx.registry.create(name, { replace: req.opts.replace === true, python, cwd, idleTimeout: idle });
     conn.reply.text(`OK ${name} pid=${s.pid}`);
     return "ok";
   },
@@ -103,6 +108,7 @@ export const HANDLERS: Record<CommandName, Handler> = {
     const lines = ctx.registry.list().map((s) => {
       if (s.state === "alive") return `  ${s.name}: alive pid=${s.pid}`;
       if (s.state === "starting") return `  ${s.name}: starting`;
+      if (s.state === "incompatible") return `  ${s.name}: incompatible pid=${s.pid} (${s.reason})`;
       return `  ${s.name}: dead (${s.reason ?? "reason unknown"})`;
     });
     conn.reply.text(lines.length ? lines.join("\n") : "(no sessions)");
@@ -116,6 +122,11 @@ export const HANDLERS: Record<CommandName, Handler> = {
   },
   resize() {
     throw new PythondError("usage", "not attached");
+  },
+  restart(ctx, conn) {
+    conn.reply.text("OK restarting daemon");
+    ctx.restart();
+    return "ok";
   },
   stop(ctx, conn, req) {
     conn.reply.text("OK stopping daemon");

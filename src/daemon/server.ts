@@ -9,12 +9,12 @@
  * Signals end only the daemon: workers outlive it and the next daemon adopts them
  * (DESIGN decision 1). `pyctl stop` ends the sessions too, unless --keep-sessions.
  */
-import { unlinkSync } from "node:fs";
+import { rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import type { ServerWebSocket } from "bun";
 import { PythondError } from "../protocol/errors.ts";
 import { SUBPROTOCOL, SUBPROTOCOL_LEGACY, VERSION } from "../protocol/version.ts";
-import { ensurePrivateDir, runtimeDir } from "../paths.ts";
+import { ensurePrivateDir, restartMarker, runtimeDir } from "../paths.ts";
 import { AccessLog } from "./access-log.ts";
 import { ClientConn } from "./conn.ts";
 import { handleFrame, type DaemonContext } from "./dispatch.ts";
@@ -25,6 +25,10 @@ export interface DaemonOptions {
   socket: string;
   /** Largest frame accepted, bytes (default 64 MiB of body plus room for the command line). */
   maxFrame?: number;
+  /** Default --idle-timeout for new sessions, seconds. */
+  idleTimeout?: number;
+  /** The arguments this daemon was started with (after `daemon`), for `pyctl restart`. */
+  argv?: string[];
 }
 
 export const DEFAULT_MAX_FRAME = 64 * 1024 * 1024 + 4096;
@@ -60,6 +64,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   if (state === "stale") unlinkSync(sock);
 
   const log = new AccessLog(runtime);
+  const marker = restartMarker(runtime);
   const registry = new Registry(runtime, (name, message) => {
     say(`session ${name}: ${message}`);
     log.write("session", { session: name, status: message.startsWith("adopted") ? "ok" : "error", event_detail: message });
@@ -79,11 +84,32 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     lock.release();
     process.exit(0);
   };
+  /**
+   * `pyctl restart` (and in-place upgrades): this daemon lets go of everything (sessions live on),
+   * then starts the binary found at its own path again, with the same arguments and stdio. Clients
+   * that find no daemon while the `restarting` marker exists retry for a few seconds.
+   */
+  const restart = () => {
+    if (stopping) return;
+    stopping = true;
+    say("restarting (sessions keep running)");
+    writeFileSync(marker, String(process.pid), { mode: 0o600 });
+    registry.detachAll();
+    server.stop(true);
+    lock.release();
+    const compiled = Bun.main.startsWith("/$bunfs/") || Bun.main.startsWith("B:/~BUN/");
+    const cmd = [process.execPath, ...(compiled ? [] : [Bun.main]), "daemon", ...(opts.argv ?? [])];
+    const next = Bun.spawn(cmd, { stdio: ["ignore", "inherit", "inherit"], detached: true, env: process.env });
+    next.unref();
+    process.exit(0);
+  };
   const ctx: DaemonContext = {
     registry,
     log,
     socket: sock,
+    idleTimeout: opts.idleTimeout,
     stop: (keep) => void setTimeout(() => void shutdown(keep), 10), // let the reply leave first
+    restart: () => void setTimeout(restart, 10),
   };
 
   await registry.adoptAll(); // before listening, so the first `ls` already shows them
@@ -138,6 +164,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   process.on("SIGTERM", () => void shutdown(true));
   process.on("SIGINT", () => void shutdown(true));
   process.on("SIGHUP", () => void shutdown(true));
+  rmSync(marker, { force: true });
   say(`${VERSION} listening on ${sock} (pid ${process.pid})`);
 }
 

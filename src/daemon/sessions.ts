@@ -26,7 +26,8 @@ export interface WorkerRecord {
 
 export interface Session {
   name: string;
-  state: "starting" | "alive" | "dead";
+  /** incompatible: a live worker of another pythond version that this daemon cannot talk to. */
+  state: "starting" | "alive" | "dead" | "incompatible";
   pid: number;
   link?: WorkerLink;
   record?: WorkerRecord;
@@ -59,6 +60,9 @@ export class Registry {
   get(name: string): Session & { link: WorkerLink } {
     const s = this.sessions.get(name);
     if (!s) throw new PythondError("no_session", `no session '${name}' -- create it first with: new ${name}`);
+    if (s.state === "incompatible") {
+      throw new PythondError("worker_incompatible", `session '${name}' ${s.reason} -- end it with: kill ${name}`);
+    }
     if (s.state === "dead" || !s.link) {
       const why = s.state === "dead" ? `is dead (${s.reason ?? "reason unknown"})` : "is still starting";
       throw new PythondError("session_dead", `session '${name}' ${why} -- start it again with: new ${name} --replace`);
@@ -66,7 +70,7 @@ export class Registry {
     return s as Session & { link: WorkerLink };
   }
 
-  async create(name: string, opts: { replace?: boolean; python?: string; cwd?: string }): Promise<Session> {
+  async create(name: string, opts: { replace?: boolean; python?: string; cwd?: string; idleTimeout?: number }): Promise<Session> {
     const old = this.sessions.get(name);
     if (old && old.state !== "dead") {
       if (!opts.replace) throw new PythondError("session_exists", `session '${name}' already exists`);
@@ -75,7 +79,7 @@ export class Registry {
     const placeholder: Session = { name, state: "starting", pid: 0 };
     this.sessions.set(name, placeholder);
     try {
-      const spawned = await spawnWorker({ name, runtime: this.runtime, python: opts.python, cwd: opts.cwd });
+      const spawned = await spawnWorker({ name, runtime: this.runtime, ...opts });
       const record = readRecord(spawned.recordPath);
       const link = await WorkerLink.connect(record.sock, record.secret);
       const s: Session = { name, state: "alive", pid: spawned.pid, link, record, exited: spawned.exited };
@@ -120,7 +124,8 @@ export class Registry {
       this.log(record.name, `adopted worker pid ${record.pid}`);
     } catch (e) {
       const err = PythondError.from(e);
-      this.sessions.set(record.name, { name: record.name, state: "dead", pid: record.pid, reason: err.message, record });
+      const state = err.code === "worker_incompatible" ? "incompatible" : "dead";
+      this.sessions.set(record.name, { name: record.name, state, pid: record.pid, reason: err.message, record });
       this.log(record.name, `not adopted: ${err.message}`);
     }
   }
@@ -128,7 +133,8 @@ export class Registry {
   private watch(s: Session): void {
     s.link!.onClosed(async () => {
       if (this.sessions.get(s.name) !== s || s.state === "dead") return;
-      const reason = s.exited ? await s.exited : isAlive(s.pid) ? "worker closed its socket" : "worker exited";
+      const exit = s.exited ? await s.exited : isAlive(s.pid) ? "worker closed its socket" : "worker exited";
+      const reason = s.link?.byeReason ?? exit;
       if (this.sessions.get(s.name) !== s) return;
       s.state = "dead";
       s.reason = reason;

@@ -23,7 +23,13 @@ export interface CommandSpec {
 }
 
 export const COMMANDS = {
-  new: { synopsis: "new <name> [--replace] [--python PATH] [--cwd DIR]", min: 1, max: 1, valued: ["python", "cwd"], switches: ["replace"] },
+  new: {
+    synopsis: "new <name> [--replace] [--python PATH] [--cwd DIR] [--idle-timeout S]",
+    min: 1,
+    max: 1,
+    valued: ["python", "cwd", "idle-timeout"],
+    switches: ["replace"],
+  },
   run: { synopsis: "run <name>\\n<code>", min: 1, max: 1, valued: ["timeout"] },
   fire: { synopsis: "fire <name>\\n<code>", min: 1, max: 1 },
   fork: { synopsis: "fork <name>\\n<code>", min: 1, max: 1 },
@@ -39,6 +45,7 @@ export const COMMANDS = {
   detach: { synopsis: "detach", min: 0, max: 0 },
   resize: { synopsis: "resize <name> <rows> <cols>", min: 3, max: 3 },
   stop: { synopsis: "stop [--keep-sessions]", min: 0, max: 0, switches: ["keep-sessions"], callers: ["local"] },
+  restart: { synopsis: "restart", min: 0, max: 0, callers: ["local"] },
   hello: { synopsis: "hello", min: 0, max: 0 },
 } as const satisfies Record<string, CommandSpec>;
 

@@ -40,6 +40,8 @@ export class WorkerLink {
   private helloWaiter?: Pending;
   closed = false;
   info?: HelloInfo;
+  /** Why the worker said it is ending (idle timeout), if it said so before closing. */
+  byeReason?: string;
 
   static async connect(sockPath: string, secret: string): Promise<WorkerLink> {
     const link = new WorkerLink();
@@ -68,7 +70,7 @@ export class WorkerLink {
       link.close();
       throw new PythondError(
         "worker_incompatible",
-        `worker speaks protocol ${link.info.v}, this daemon ${WORKER_PROTOCOL} (started by another pythond version)`,
+        `was started by another pythond version (worker protocol ${link.info.v}, this daemon speaks ${WORKER_PROTOCOL})`,
       );
     }
     return link;
@@ -148,6 +150,10 @@ export class WorkerLink {
     if (h.op === "hello") {
       this.helloWaiter?.resolve(h);
       this.helloWaiter = undefined;
+      return;
+    }
+    if (h.op === "bye") {
+      this.byeReason = String(h.reason ?? "");
       return;
     }
     const rid = Number(h.rid);

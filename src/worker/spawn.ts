@@ -16,6 +16,8 @@ export interface SpawnOptions {
   runtime: string;
   python?: string;
   cwd?: string;
+  /** End the session after this many seconds without requests (off when unset). */
+  idleTimeout?: number;
 }
 
 export interface Spawned {
@@ -53,6 +55,7 @@ export async function spawnWorker(opts: SpawnOptions): Promise<Spawned> {
     session_dir: sessionDataDir(opts.name),
     cwd: opts.cwd ?? process.cwd(),
     version: VERSION,
+    idle_timeout: opts.idleTimeout ?? null,
   };
   let proc: ReturnType<typeof Bun.spawn>;
   try {

@@ -167,6 +167,16 @@ class History(object):
         except OSError:
             pass  # history is a convenience; a read-only home must not stop the session
 
+    def note(self, text):
+        """A line in session.log about the session itself (not a cell)."""
+        with self.lock:
+            try:
+                if self.log is not None:
+                    self.log.write("# [%s] %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), text))
+                    self.log.flush()
+            except (OSError, ValueError):
+                pass
+
     def record(self, cell):
         ts = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(cell.started))
         ok = cell.status == "done"

@@ -5,6 +5,7 @@ import os
 import rlcompleter
 import signal
 import threading
+import time
 
 from . import capture, cells, execute, forking
 from .wire import Conn  # noqa: F401 - re-exported for server.py
@@ -51,6 +52,8 @@ def handle(w, conn, h, body):
             conn.closed = True
             conn.sock.shutdown(2)
         return
+    if op != "ack":
+        w.last_activity = time.time()
     fn = HANDLERS.get(op)
     if fn is None:
         fail(conn, rid, "unknown_command", "worker: unknown op %r" % op)

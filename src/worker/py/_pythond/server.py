@@ -27,6 +27,7 @@ class Worker(object):
         self.history = cells.History(config["session_dir"])
         self.runtime_dir = os.path.dirname(config["record"])
         self.started = time.time()
+        self.last_activity = self.started
         self.main_ident = threading.get_ident()
         self.conns = {}
         self.terminal_chunks = []
@@ -89,6 +90,8 @@ class Worker(object):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         self.capture.start()
         threading.Thread(target=self._io_loop, name="pythond-io", daemon=True).start()
+        if self.config.get("idle_timeout"):
+            threading.Thread(target=self._reaper, name="pythond-reaper", daemon=True).start()
 
     def _install_input(self, msg):
         def agent_input(prompt=""):
@@ -143,6 +146,25 @@ class Worker(object):
                     except Exception as e:  # a bad request must never kill the IO thread
                         conn.send({"op": "reply", "rid": header.get("rid"), "ok": False,
                                    "code": "internal", "error": "worker: %s: %s" % (type(e).__name__, e)})
+
+    def _reaper(self):
+        """--idle-timeout: end the session once nobody has used it for that long (nothing running)."""
+        limit = float(self.config["idle_timeout"])
+        while True:
+            time.sleep(min(max(limit / 4.0, 0.05), 30.0))
+            idle = time.time() - self.last_activity
+            if idle < limit or self.cells.running() or self.sync_cell is not None:
+                continue
+            reason = "ended after %.0f s idle (--idle-timeout %g)" % (idle, limit)
+            self.history.note(reason)
+            for conn in list(self.conns.values()):
+                conn.send({"op": "bye", "reason": reason})
+            try:
+                os.unlink(self.config["record"])
+                os.unlink(self.config["sock"])
+            except OSError:
+                pass
+            os._exit(0)
 
     def _drop(self, conn):
         self.conns.pop(conn.sock.fileno(), None)
