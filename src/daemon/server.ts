@@ -10,7 +10,7 @@
  * (DESIGN decision 1). `pyctl stop` ends the sessions too, unless --keep-sessions.
  */
 import { rmSync, unlinkSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import type { ServerWebSocket } from "bun";
 import { PythondError } from "../protocol/errors.ts";
 import { SUBPROTOCOL, SUBPROTOCOL_LEGACY, VERSION } from "../protocol/version.ts";
@@ -54,6 +54,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const sock = opts.socket;
   ensurePrivateDir(dirname(sock));
   const runtime = ensurePrivateDir(runtimeDir(sock));
+  ensurePrivateDir(join(runtime, "sessions"));
   const lock = acquireStartLock(runtime);
   if (!lock) throw new PythondError("daemon_running", `daemon already running at ${sock}`);
   const state = await probe(sock);
