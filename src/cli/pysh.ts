@@ -68,9 +68,10 @@ const COMMANDS: Record<string, Command> = {
   async new(client, argv) {
     const a = parseCodeArgs(argv, 1, ["python", "idle-timeout"], ["replace"]);
     if (!a.positional[0]) throw new PythondError("usage", "usage: pysh new <name> [--replace] [--python PATH]");
-    const args = [a.positional[0], "--cwd", process.cwd()];
+    // Paths travel percent-encoded: the command line of a frame is split on spaces.
+    const args = [a.positional[0], "--cwd", encodeURIComponent(process.cwd())];
     if (a.opts.replace) args.push("--replace");
-    if (typeof a.opts.python === "string") args.push("--python", a.opts.python);
+    if (typeof a.opts.python === "string") args.push("--python", encodeURIComponent(a.opts.python));
     if (typeof a.opts["idle-timeout"] === "string") args.push("--idle-timeout", a.opts["idle-timeout"]);
     if (a.code !== null) args.push(...a.code.split(" ")); // extra words: let the daemon refuse them
     return simple(client, "new", args);

@@ -66,6 +66,16 @@ async function workerCall(ctx: DaemonContext, conn: ClientConn, name: string, op
   return sendWorkerReply(conn, await s.link.request(op, fields, body));
 }
 
+/** Path options arrive percent-encoded from pysh (frames split on spaces); plain paths pass. */
+function pathOpt(v: string | true | undefined): string | undefined {
+  if (typeof v !== "string") return undefined;
+  try {
+    return decodeURIComponent(v);
+  } catch {
+    return v;
+  }
+}
+
 function parseSeconds(v: string | true | undefined, what: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
@@ -76,8 +86,8 @@ function parseSeconds(v: string | true | undefined, what: string): number | unde
 export const HANDLERS: Record<CommandName, Handler> = {
   async new(ctx, conn, req) {
     const name = checkName(req.args[0]!);
-    const python = typeof req.opts.python === "string" ? req.opts.python : undefined;
-    const cwd = typeof req.opts.cwd === "string" ? req.opts.cwd : undefined;
+    const python = pathOpt(req.opts.python);
+    const cwd = pathOpt(req.opts.cwd);
     const idle = parseSeconds(req.opts["idle-timeout"], "--idle-timeout") ?? ctx.idleTimeout;
     const s = await ctx.registry.create(name, { replace: req.opts.replace === true, python, cwd, idleTimeout: idle });
     conn.reply.text(`OK ${name} pid=${s.pid}`);

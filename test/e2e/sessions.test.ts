@@ -1,6 +1,6 @@
 /** Sessions: new/ls/kill/status/vars/complete, names, history files, dead workers (REFERENCE). */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync, statSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { alive, startDaemon, until, type Daemon } from "./harness.ts";
 
@@ -48,6 +48,11 @@ describe("new", () => {
     const r = await d.pysh(["new", "py", "--python", "python3"], { cwd: d.e.home });
     expect(r.code).toBe(0);
     expect((await d.pysh(["run", "py", "import os; os.getcwd()"])).stdout).toBe(`${d.e.home}\n`);
+    const spaced = join(d.e.dir, "my dir");
+    mkdirSync(spaced);
+    expect((await d.pysh(["new", "spaced"], { cwd: spaced })).code).toBe(0);
+    expect((await d.pysh(["run", "spaced", "import os; os.getcwd()"])).stdout).toBe(`${spaced}\n`);
+    await d.pysh(["kill", "spaced"]);
     const bad = await d.pysh(["new", "nopy", "--python", "/nonexistent/python"]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain("cannot start python '/nonexistent/python'");
