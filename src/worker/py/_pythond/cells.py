@@ -16,6 +16,7 @@ from . import capture
 
 KEEP = 8 << 20
 WINDOW = 1 << 20
+CHUNK = 256 << 10
 MAX_CELLS = int(os.environ.get("PYTHOND_MAX_CELLS", "1000"))
 MIN_AGE = 300.0
 MAX_KEPT_BYTES = 128 << 20
@@ -49,8 +50,16 @@ class Cell(object):
 
     # -- output -----------------------------------------------------------------------------
     def _sink(self, data):
-        if not data:
-            return
+        # One huge write (print('x' * 10**8)) must not become one huge frame: the window is
+        # checked per chunk, so memory stays bounded in the daemon and in this record.
+        if len(data) > CHUNK:
+            view = memoryview(data)
+            for off in range(0, len(data), CHUNK):
+                self._sink_one(bytes(view[off:off + CHUNK]))
+        elif data:
+            self._sink_one(data)
+
+    def _sink_one(self, data):
         self.chunks.append(data)
         self.kept += len(data)
         while self.kept > KEEP and len(self.chunks) > 1:
