@@ -16,20 +16,23 @@ let daemonArgv: string[] = [];
 export const startCommand = defineCommand({
   meta: { name: "start", description: "run the daemon in the foreground (same as: pythond daemon)" },
   args: {
-    listen: { type: "string", description: "also listen on HOST:PORT (TLS unless loopback)" },
+    listen: { type: "string", description: "also listen on HOST:PORT (TLS unless loopback; repeatable)" },
     tls: { type: "boolean", description: "use TLS on --listen" },
     "show-token": { type: "boolean", description: "print the token and certificate fingerprint" },
+    "token-file": { type: "string", description: "keep the token in this file (0600) across restarts" },
+    san: { type: "string", description: "extra certificate name or address (repeatable; on first generation)" },
+    "local-tcp": { type: "boolean", description: "local TCP mode: loopback TCP + token + daemon.json (Windows' way)" },
     "max-frame": { type: "string", description: "largest frame accepted, in MiB (default 64)" },
     "idle-timeout": { type: "string", description: "end sessions unused for this many seconds (default: never)" },
   },
   async run({ args }) {
-    if (args.listen) throw new PythondError("usage", "--listen (remote access) is not available in this build yet");
+    const remote = (await import("./pyctl-remote.ts")).startRemoteOptions(daemonArgv, args);
     const { runDaemon, DEFAULT_MAX_FRAME } = await import("../daemon/server.ts");
     const maxFrame = args["max-frame"] ? Number(args["max-frame"]) * 1024 * 1024 + 4096 : DEFAULT_MAX_FRAME;
     if (!(maxFrame > 4096)) throw new PythondError("usage", "--max-frame takes a size in MiB > 0");
     const idle = args["idle-timeout"] === undefined ? undefined : Number(args["idle-timeout"]);
     if (idle !== undefined && !(idle > 0)) throw new PythondError("usage", "--idle-timeout takes a number of seconds > 0");
-    await runDaemon({ socket: socketPath(), maxFrame, idleTimeout: idle, argv: daemonArgv });
+    await runDaemon({ socket: socketPath(), maxFrame, idleTimeout: idle, argv: daemonArgv, remote });
     exitCode = -1; // keep running: the server holds the event loop
   },
 });
@@ -62,15 +65,20 @@ const restart = defineCommand({
 const status = defineCommand({
   meta: { name: "status", description: "daemon endpoint and liveness" },
   async run() {
+    if (process.env.PYTHOND_HOST || process.env.PYTHOND_LOCAL_TCP === "1" || process.platform === "win32") {
+      exitCode = await (await import("./pyctl-remote.ts")).remoteStatus();
+      return;
+    }
     const sock = socketPath();
     line(`socket: ${sock}`);
     try {
-      const client = await Client.open({ socket: sock });
-      const info = JSON.parse(await request(client, "hello")) as { version: string; pid: number };
+      const client = await Client.open({ socket: sock, remote: null });
+      const info = JSON.parse(await request(client, "hello")) as { version: string; pid: number; listen?: string[] };
       client.close();
       line("alive: True");
       line(`pid: ${info.pid}`);
       line(`version: ${info.version}`);
+      for (const l of info.listen ?? []) line(`listen: ${l}`);
     } catch {
       line("alive: False");
       exitCode = 1;
@@ -82,6 +90,8 @@ const tlsCommands = {
   cert: () => import("./pyctl-tls.ts").then((m) => m.cert),
   trust: () => import("./pyctl-tls.ts").then((m) => m.trust),
   pin: () => import("./pyctl-tls.ts").then((m) => m.pin),
+  connect: () => import("./pyctl-remote.ts").then((m) => m.connect),
+  disconnect: () => import("./pyctl-remote.ts").then((m) => m.disconnect),
 };
 
 const pyctl = defineCommand({
@@ -99,6 +109,12 @@ export async function main(argv: string[]): Promise<number> {
     return argv.length === 0 ? 1 : 0;
   }
   if (argv[0] === "start") daemonArgv = argv.slice(1);
+  // citty's runCommand ignores --help: `pyctl start --help` would start a daemon.
+  const sub = (pyctl.subCommands as Record<string, CommandDef | (() => Promise<CommandDef>)>)[argv[0]!];
+  if (sub && argv.slice(1).some((a) => a === "--help" || a === "-h")) {
+    line(await renderUsage(typeof sub === "function" ? await sub() : sub, pyctl as CommandDef));
+    return 0;
+  }
   try {
     await runCommand(pyctl as CommandDef, { rawArgs: argv });
     return exitCode;

@@ -26,7 +26,8 @@ const HELP = `pysh ${VERSION} -- client for pythond sessions
   pysh vars <name>                              JSON list of namespace names
   pysh complete <name> <text>                   JSON completion candidates
 
-Environment: PYTHOND_SOCK (local socket), PYTHOND_HOST/PYTHOND_TOKEN/PYTHOND_TLS (remote daemon).
+Environment: PYTHOND_SOCK (local socket), PYTHOND_HOST/PYTHOND_TOKEN/PYTHOND_TLS (remote daemon;
+its certificate must be pinned with pyctl pin), PYTHOND_CONNECT_TIMEOUT (seconds, default 10).
 `;
 
 type Command = (client: Client, argv: string[]) => Promise<number>;

@@ -1,5 +1,6 @@
 /**
- * Connecting to a daemon: `ws+unix://<socket>` locally (remote endpoints come with the TLS work).
+ * Connecting to a daemon: `ws+unix://<socket>` locally; TCP/TLS (PYTHOND_HOST, local TCP mode,
+ * proxy links) through remote.ts, imported only then.
  * A Client is a queue of incoming messages over one WebSocket, so callers can `await next()`
  * in order; it never prints. Kept free of heavy imports: this is the `pysh run` hot path.
  */
@@ -7,6 +8,7 @@ import { PythondError } from "../protocol/errors.ts";
 import { SUBPROTOCOL } from "../protocol/version.ts";
 import { existsSync } from "node:fs";
 import { restartMarker, runtimeDir, socketPath } from "../paths.ts";
+import type { RemoteEndpoint } from "./remote.ts";
 
 const RESTART_GRACE_MS = 10_000;
 
@@ -16,14 +18,20 @@ export class Client {
   private inbox: Message[] = [];
   private waiter?: { resolve(m: Message): void; reject(e: Error): void };
   private closedWith?: PythondError;
+  /** Called once when the connection closes (proxy links watch their idle connections). */
+  onClosed?: (err: PythondError) => void;
 
   private constructor(
     private readonly ws: WebSocket,
     readonly endpoint: string,
+    /** Rewrites the first text frame (a remote daemon's terse auth rejection) for people. */
+    private explain?: (text: string) => string,
   ) {
     ws.binaryType = "uint8array" as BinaryType;
     ws.onmessage = (ev) => {
-      const m: Message = typeof ev.data === "string" ? { text: ev.data } : { binary: ev.data as Uint8Array };
+      let m: Message = typeof ev.data === "string" ? { text: ev.data } : { binary: ev.data as Uint8Array };
+      if (this.explain && "text" in m) m = { text: this.explain(m.text) };
+      this.explain = undefined;
       if (this.waiter) {
         const w = this.waiter;
         this.waiter = undefined;
@@ -34,10 +42,20 @@ export class Client {
       this.closedWith = closeError(ev.code, ev.reason);
       this.waiter?.reject(this.closedWith);
       this.waiter = undefined;
+      this.onClosed?.(this.closedWith);
     };
   }
 
-  static async open(opts: { socket?: string; protocols?: string[] } = {}): Promise<Client> {
+  /**
+   * The local daemon's Unix socket; or TCP/TLS when `remote` is given, or when PYTHOND_HOST or the
+   * local TCP mode chooses it (`remote: null` forces the socket). `explain: false` keeps replies
+   * verbatim (proxy links relay them).
+   */
+  static async open(
+    opts: { socket?: string; protocols?: string[]; remote?: RemoteEndpoint | null; explain?: boolean } = {},
+  ): Promise<Client> {
+    const tcp = process.env.PYTHOND_HOST || process.platform === "win32" || process.env.PYTHOND_LOCAL_TCP === "1";
+    if (opts.remote || (opts.remote === undefined && !opts.socket && tcp)) return Client.openTcp(opts);
     const sock = opts.socket ?? socketPath();
     const deadline = Date.now() + RESTART_GRACE_MS;
     for (;;) {
@@ -53,6 +71,19 @@ export class Client {
       }
       await Bun.sleep(20);
     }
+  }
+
+  /** TCP/TLS: remote.ts (pinning, client certificate, clear errors) is loaded only here. */
+  private static async openTcp(opts: { protocols?: string[]; remote?: RemoteEndpoint | null; explain?: boolean }): Promise<Client> {
+    const r = await import("./remote.ts");
+    const ep = opts.remote ?? r.remoteFromEnv()!;
+    const { ws, presented } = await r.openRemote(ep, opts.protocols ?? [SUBPROTOCOL]);
+    const explain = opts.explain === false ? undefined : (t: string) => r.explainRejection(ep, presented, t);
+    return new Client(ws, r.endpointLabel(ep), explain);
+  }
+
+  get closed(): boolean {
+    return this.closedWith !== undefined;
   }
 
   send(frame: string | Uint8Array): void {

@@ -15,12 +15,12 @@
  * Pure logic with an injectable clock, so the unit tests need no sockets and no waiting.
  */
 import { timingSafeEqual } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { PythondError } from "../protocol/errors.ts";
 import { writeFileAtomic } from "../tls/files.ts";
-import { fingerprintOfPem } from "../tls/fingerprint.ts";
+import { fingerprintOfPem } from "../tls/pem.ts";
 import { listTrustedClients, tlsDir } from "../tls/index.ts";
 
 /** A fresh token: 32 random bytes as 64 lower-case hex digits. */
@@ -178,9 +178,10 @@ export class Penalties {
 }
 
 /**
- * The fingerprints of ~/.pythond/tls/trusted_clients, re-read when the directory changes (a
- * `pyctl trust` renames a file into it, which updates the directory's mtime). So a newly trusted
- * client is accepted on its next connection, with no restart and no dropped connection.
+ * The fingerprints of ~/.pythond/tls/trusted_clients, re-read when the directory's listing or
+ * mtime changes (`pyctl trust` renames a new file into it). So a newly trusted client is accepted
+ * on its next connection, with no restart and no dropped connection. The listing is compared too
+ * because some file systems keep mtimes to the second.
  */
 export class TrustedClients {
   private stamp = "";
@@ -192,7 +193,7 @@ export class TrustedClients {
     let stamp = "absent";
     try {
       const st = statSync(this.dir());
-      stamp = `${st.mtimeMs}:${st.ino}:${st.size}`;
+      stamp = `${st.mtimeMs}:${st.ino}:${readdirSync(this.dir()).sort().join(",")}`;
     } catch {}
     if (stamp !== this.stamp) {
       this.stamp = stamp;
@@ -215,7 +216,7 @@ export interface AuthFacts {
 /** Stable reasons, logged as `reason=` and mapped to the client's `ERR auth failed…` frame. */
 export type AuthReason = "no_token" | "bad_token" | "client_cert_missing" | "client_cert_untrusted";
 
-export type Verdict = { ok: true; method: "token" | "token+mtls" } | { ok: false; reason: AuthReason };
+export type Verdict = { ok: true; method: "token" | "token_mtls" } | { ok: false; reason: AuthReason };
 
 /** The text frame a rejected client receives before the close (1008). */
 export function rejectionFrame(reason: AuthReason | "too_many_failures"): string {
@@ -242,5 +243,5 @@ export function authorize(token: string, trusted: ReadonlySet<string>, f: AuthFa
   const presented = bearerToken(f.authorization);
   if (presented === null) return { ok: false, reason: "no_token" };
   if (!tokenMatches(token, presented)) return { ok: false, reason: "bad_token" };
-  return { ok: true, method: mtls ? "token+mtls" : "token" };
+  return { ok: true, method: mtls ? "token_mtls" : "token" };
 }

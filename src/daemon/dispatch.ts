@@ -10,6 +10,8 @@ import { checkName } from "../protocol/names.ts";
 import { PROTOCOL_VERSION, VERSION } from "../protocol/version.ts";
 import type { AccessLog } from "./access-log.ts";
 import type { ClientConn } from "./conn.ts";
+import { attachSession, detachSession, resizeSession } from "./attach.ts";
+import { PROXIED, type Proxies } from "./proxy.ts";
 import { runCell } from "./run.ts";
 import type { Registry } from "./sessions.ts";
 
@@ -17,6 +19,10 @@ export interface DaemonContext {
   registry: Registry;
   log: AccessLog;
   socket: string;
+  /** Remote proxies (`connect`): names that stand for sessions of other daemons. */
+  proxies: Proxies;
+  /** TCP/TLS endpoints this daemon listens on (`tls://host:port`), for `hello`. */
+  endpoints: string[];
   stop(keepSessions: boolean): void;
   /** Ends this daemon (sessions live on) and starts the binary again in its place. */
   restart(): void;
@@ -116,23 +122,18 @@ export const HANDLERS: Record<CommandName, Handler> = {
   },
   ls(ctx, conn) {
     const lines = ctx.registry.list().map((s) => {
-      if (s.state === "alive") return `  ${s.name}: alive pid=${s.pid}`;
+      if (s.state === "alive") return `  ${s.name}: alive pid=${s.pid} (pty)`;
       if (s.state === "starting") return `  ${s.name}: starting`;
       if (s.state === "incompatible") return `  ${s.name}: incompatible pid=${s.pid} (${s.reason})`;
       return `  ${s.name}: dead (${s.reason ?? "reason unknown"})`;
     });
+    lines.push(...ctx.proxies.list().map((p) => p.lsLine()));
     conn.reply.text(lines.length ? lines.join("\n") : "(no sessions)");
     return "ok";
   },
-  attach() {
-    throw new PythondError("usage", "attach is not available yet");
-  },
-  detach() {
-    throw new PythondError("usage", "not attached");
-  },
-  resize() {
-    throw new PythondError("usage", "not attached");
-  },
+  attach: (ctx, conn, req) => attachSession(ctx, conn, req),
+  detach: (ctx, conn) => detachSession(ctx, conn),
+  resize: (ctx, conn, req) => resizeSession(ctx, conn, req),
   restart(ctx, conn) {
     conn.reply.text("OK restarting daemon");
     ctx.restart();
@@ -144,7 +145,18 @@ export const HANDLERS: Record<CommandName, Handler> = {
     return "ok";
   },
   hello(ctx, conn) {
-    conn.reply.text(json({ version: VERSION, protocol: PROTOCOL_VERSION, pid: process.pid, socket: ctx.socket }));
+    conn.reply.text(json({ version: VERSION, protocol: PROTOCOL_VERSION, pid: process.pid, socket: ctx.socket, listen: ctx.endpoints }));
+    return "ok";
+  },
+  async connect(ctx, conn, req) {
+    const [name, hostPort, token] = req.args as [string, string, string];
+    const p = await ctx.proxies.connect(ctx.registry, name, hostPort, token, req.opts.tls === true);
+    conn.reply.text(`OK connected ${name} -> ${p.label}`);
+    return "ok" as const;
+  },
+  disconnect(ctx, conn, req) {
+    ctx.proxies.disconnect(ctx.registry, req.args[0]!);
+    conn.reply.text(`OK disconnected ${req.args[0]}`);
     return "ok";
   },
 };
@@ -166,7 +178,8 @@ export async function handleFrame(ctx: DaemonContext, conn: ClientConn, text: st
       throw new PythondError("not_local", `${req.cmd} is only accepted on the local socket`);
     }
     ctx.log.write("command", { conn_id: conn.id, peer: conn.peer, cmd, session: loggable(session), body_bytes: bodyBytes });
-    status = await HANDLERS[req.cmd](ctx, conn, req);
+    const remote = PROXIED.has(req.cmd) && ctx.proxies.get(req.args[0]!) !== undefined;
+    status = await (remote ? ctx.proxies.forward(conn, req, text) : HANDLERS[req.cmd](ctx, conn, req));
   } catch (e) {
     const err = PythondError.from(e);
     if (conn.open) conn.reply.text(err.toFrame());

@@ -17,6 +17,8 @@ import type { ClientConn } from "./conn.ts";
 import type { Registry } from "./sessions.ts";
 
 const HIGH_WATER = 1 << 20;
+const GC_EVERY = 16 << 20;
+let sinceGc = 0;
 const dec = new TextDecoder();
 
 export function formatEnd(h: WorkerHeader): { ok: boolean; error: string } {
@@ -45,6 +47,13 @@ export function runCell(
         if (!legacy && conn.open) conn.reply.text(`CELL ${cellId}`);
       },
       out(data, cellId) {
+        // Each chunk is a fresh buffer; JSC collects them lazily, so a 100 MB stream could leave
+        // ~100 MB of garbage before a collection. Asking for one every 16 MB keeps RSS bounded.
+        sinceGc += data.length;
+        if (sinceGc >= GC_EVERY) {
+          sinceGc = 0;
+          Bun.gc(false);
+        }
         if (!conn.open) return link.ack(cellId, data.length);
         if (legacy) {
           chunks.push(data);

@@ -18,7 +18,10 @@ import { ensurePrivateDir, restartMarker, runtimeDir } from "../paths.ts";
 import { AccessLog } from "./access-log.ts";
 import { ClientConn } from "./conn.ts";
 import { handleFrame, type DaemonContext } from "./dispatch.ts";
+import type { RemoteAccess } from "./listen-tcp.ts";
+import type { RemoteOptions } from "./remote-setup.ts";
 import { acquireStartLock } from "./lock.ts";
+import { Proxies } from "./proxy.ts";
 import { Registry } from "./sessions.ts";
 
 export interface DaemonOptions {
@@ -29,11 +32,15 @@ export interface DaemonOptions {
   idleTimeout?: number;
   /** The arguments this daemon was started with (after `daemon`), for `pyctl restart`. */
   argv?: string[];
+  /** TCP/TLS access (--listen, local TCP mode); see listen-tcp.ts. */
+  remote?: RemoteOptions;
 }
 
 export const DEFAULT_MAX_FRAME = 64 * 1024 * 1024 + 4096;
 
-type WS = ServerWebSocket<{ conn?: ClientConn; streaming: boolean; peer: string }>;
+/** `caller`, `peer` and `connId` come from the TCP/TLS bridge for remote clients (listen-tcp.ts). */
+type WSData = { conn?: ClientConn; streaming: boolean; peer: string; caller: "local" | "remote"; connId?: number };
+type WS = ServerWebSocket<WSData>;
 
 function say(msg: string): void {
   process.stderr.write(`pythond: ${msg}\n`);
@@ -64,7 +71,18 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   }
   if (state === "stale") unlinkSync(sock);
 
+  let remote: RemoteAccess | undefined;
+  if (opts.remote) {
+    try {
+      const { prepareRemote } = await import("./remote-setup.ts"); // certificate code only when asked for
+      remote = await prepareRemote(opts.remote, { say, print: (l) => process.stderr.write(l + "\n") });
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
+  }
   const log = new AccessLog(runtime);
+  const proxies = new Proxies(runtime, log, say);
   const marker = restartMarker(runtime);
   const registry = new Registry(runtime, (name, message) => {
     say(`session ${name}: ${message}`);
@@ -81,6 +99,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     say(keepSessions ? "stopping (sessions keep running)" : "stopping (ending sessions)");
     if (keepSessions) registry.detachAll();
     else await registry.killAll();
+    proxies.closeAll(!keepSessions);
+    remote?.stop();
     server.stop(true);
     lock.release();
     process.exit(0);
@@ -96,6 +116,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     say("restarting (sessions keep running)");
     writeFileSync(marker, String(process.pid), { mode: 0o600 });
     registry.detachAll();
+    proxies.closeAll(false);
+    remote?.stop();
     server.stop(true);
     lock.release();
     const compiled = Bun.main.startsWith("/$bunfs/") || Bun.main.startsWith("B:/~BUN/");
@@ -108,22 +130,27 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     registry,
     log,
     socket: sock,
+    proxies,
+    endpoints: remote?.endpoints ?? [],
     idleTimeout: opts.idleTimeout,
     stop: (keep) => void setTimeout(() => void shutdown(keep), 10), // let the reply leave first
     restart: () => void setTimeout(restart, 10),
   };
 
   await registry.adoptAll(); // before listening, so the first `ls` already shows them
+  proxies.adoptAll(registry);
   const maxFrame = opts.maxFrame ?? DEFAULT_MAX_FRAME;
   const oldMask = process.umask(0o177);
   try {
-    server = Bun.serve<{ conn?: ClientConn; streaming: boolean; peer: string }, never>({
+    server = Bun.serve<WSData, never>({
       unix: sock,
       fetch(req, srv) {
         const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",").map((s) => s.trim());
         const chosen = offered.includes(SUBPROTOCOL) ? SUBPROTOCOL : offered.includes(SUBPROTOCOL_LEGACY) ? SUBPROTOCOL_LEGACY : "";
         const headers = chosen ? { "Sec-WebSocket-Protocol": chosen } : undefined;
-        if (srv.upgrade(req, { data: { streaming: chosen === SUBPROTOCOL, peer: "" }, headers })) return undefined;
+        const bridged = remote?.fromBridge(req);
+        const who = bridged ?? { peer: "", caller: "local" as const };
+        if (srv.upgrade(req, { data: { streaming: chosen === SUBPROTOCOL, ...who }, headers })) return undefined;
         return new Response(`pythond ${VERSION}: WebSocket only\n`, { status: 426 });
       },
       websocket: {
@@ -133,7 +160,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
         idleTimeout: 120,
         sendPings: true,
         open(ws: WS) {
-          const conn = new ClientConn(nextConn++, ws.data.peer, "local", ws.data.streaming, wsReply(ws), (c, f) =>
+          const conn = new ClientConn(ws.data.connId ?? nextConn++, ws.data.peer, ws.data.caller, ws.data.streaming, wsReply(ws), (c, f) =>
             handleFrame(ctx, c, f),
           );
           ws.data.conn = conn;
@@ -161,6 +188,15 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     });
   } finally {
     process.umask(oldMask);
+  }
+  if (remote) {
+    try {
+      await remote.listen({ innerSocket: sock, log, nextConnId: () => nextConn++, say });
+    } catch (e) {
+      server.stop(true);
+      lock.release();
+      throw e;
+    }
   }
   process.on("SIGTERM", () => void shutdown(true));
   process.on("SIGINT", () => void shutdown(true));

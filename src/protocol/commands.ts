@@ -41,15 +41,25 @@ export const COMMANDS = {
   status: { synopsis: "status <name>", min: 1, max: 1 },
   vars: { synopsis: "vars <name>", min: 1, max: 1 },
   complete: { synopsis: "complete <name> <text>", min: 1, max: -1 },
-  attach: { synopsis: "attach <name> [rows cols]", min: 1, max: 3, switches: ["read-only"] },
+  attach: { synopsis: "attach <name> [rows cols] [--read-only]", min: 1, max: 3, switches: ["read-only"] },
   detach: { synopsis: "detach", min: 0, max: 0 },
   resize: { synopsis: "resize <name> <rows> <cols>", min: 3, max: 3 },
   stop: { synopsis: "stop [--keep-sessions]", min: 0, max: 0, switches: ["keep-sessions"], callers: ["local"] },
   restart: { synopsis: "restart", min: 0, max: 0, callers: ["local"] },
   hello: { synopsis: "hello", min: 0, max: 0 },
+  /** Remote proxies (src/daemon/proxy.ts): `<name>` then stands for the session of that name there. */
+  connect: { synopsis: "connect <name> <host:port> <token> [--tls]", min: 3, max: 3, switches: ["tls"], callers: ["local"] },
+  disconnect: { synopsis: "disconnect <name>", min: 1, max: 1, callers: ["local"] },
 } as const satisfies Record<string, CommandSpec>;
 
 export type CommandName = keyof typeof COMMANDS;
+
+/**
+ * Attach: after `OK attached`, binary frames are raw terminal bytes both ways until `OK detached`
+ * (the reply to `detach`, or sent by the daemon when the REPL gets Ctrl-D) or
+ * `ERR detached from session '<name>': <why>` (the session ended). `resize` replies `OK resized <rows>x<cols>`. The detach key is the client's.
+ */
+export const ATTACH = { attached: "OK attached", detached: "OK detached", detachKey: 0x1d } as const;
 
 export interface Request {
   cmd: CommandName;

@@ -1,72 +1,13 @@
 /**
- * PEM/DER conversion, SHA-256 fingerprints and the one certificate property the stores care
- * about (basicConstraints CA). Parsing only: this file must stay light, because clients load it
- * to pin servers. It uses asn1js (~7 ms to import) and never pkijs (~35 ms more).
- *
- * Fingerprints are SHA-256 over the DER bytes, shown as "AA:BB:…" (what `openssl x509
- * -fingerprint -sha256` and Bun's `cert.fingerprint256` print) or as 64 lower-case hex digits
- * (file names, JSON).
+ * Certificate parsing with asn1js (~7 ms to import, never pkijs): basicConstraints CA, the
+ * single-certificate check of the stores, subjectAltNames. The PEM and fingerprint helpers live
+ * in pem.ts (no parser) and are re-exported here.
  */
-import { sha256 } from "@noble/hashes/sha2.js";
-import { bytesToHex } from "@noble/hashes/utils.js";
 import * as asn1js from "asn1js";
 import { TlsError } from "./errors.ts";
+import { derOf, pemBlocks } from "./pem.ts";
 
-const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\s]*?)-----END \1-----/g;
-
-/** Every `-----BEGIN <label>-----` block of `text`, decoded. */
-export function pemBlocks(text: string): { label: string; der: Uint8Array }[] {
-  return Array.from(text.matchAll(PEM_BLOCK), (m) => ({
-    label: m[1]!,
-    der: new Uint8Array(Buffer.from(m[2]!.replace(/\s+/g, ""), "base64")),
-  }));
-}
-
-/** DER bytes of the first block labelled `label` (default CERTIFICATE); throws tls_bad_cert. */
-export function pemToDer(pem: string, label = "CERTIFICATE"): Uint8Array {
-  const block = pemBlocks(pem).find((b) => b.label === label);
-  if (!block || block.der.length === 0) throw new TlsError("tls_bad_cert", `no PEM ${label} block found`);
-  return block.der;
-}
-
-/** PEM text with 64-column base64 lines and a trailing newline. */
-export function derToPem(der: Uint8Array, label = "CERTIFICATE"): string {
-  const b64 = Buffer.from(der).toString("base64");
-  const lines = b64.match(/.{1,64}/g) ?? [];
-  return `-----BEGIN ${label}-----\n${lines.join("\n")}\n-----END ${label}-----\n`;
-}
-
-function derOf(pemOrDer: string | Uint8Array): Uint8Array {
-  return typeof pemOrDer === "string" ? pemToDer(pemOrDer) : pemOrDer;
-}
-
-/** SHA-256 fingerprint as upper-case, colon-separated hex: "AA:BB:…" (95 characters). */
-export function fingerprintOfPem(pem: string | Uint8Array): string {
-  return colonForm(fingerprintHex(pem));
-}
-
-/** SHA-256 fingerprint as 64 lower-case hex digits, no separators. */
-export function fingerprintHex(pem: string | Uint8Array): string {
-  return bytesToHex(sha256(derOf(pem)));
-}
-
-function colonForm(hex: string): string {
-  return hex.toUpperCase().match(/../g)!.join(":");
-}
-
-/**
- * Canonical "AA:BB:…" form of a SHA-256 fingerprint given as "AA:BB:…", "aa:bb:…", 64 hex
- * digits, or openssl's "sha256 Fingerprint=AA:…" / "SHA256:" prefixed forms. Throws
- * tls_bad_fingerprint otherwise.
- */
-export function normaliseFingerprint(s: string): string {
-  const bare = s.trim().replace(/^(sha-?256( fingerprint)?\s*[=:]\s*)/i, "");
-  const hex = /^[0-9a-f]{2}(:[0-9a-f]{2}){31}$/i.test(bare) ? bare.replaceAll(":", "") : bare;
-  if (!/^[0-9a-f]{64}$/i.test(hex)) {
-    throw new TlsError("tls_bad_fingerprint", `not a SHA-256 fingerprint: ${JSON.stringify(s)}`);
-  }
-  return colonForm(hex);
-}
+export { derToPem, fingerprintHex, fingerprintOfPem, normaliseFingerprint, pemBlocks, pemToDer } from "./pem.ts";
 
 const BASIC_CONSTRAINTS = "2.5.29.19";
 
@@ -129,4 +70,31 @@ export function singleCertificateDer(pem: string): Uint8Array {
   }
   certificateExtensions(certs[0]!.der); // validates the structure
   return certs[0]!.der;
+}
+
+const SUBJECT_ALT_NAME = "2.5.29.17";
+
+/**
+ * The subjectAltNames of a certificate: DNS names (as written) and IP addresses (raw 4 or 16
+ * bytes). Other name types are ignored. Throws tls_bad_cert when the input is not a certificate.
+ */
+export function subjectAltNames(pem: string | Uint8Array): { dns: string[]; ip: Uint8Array[] } {
+  const out = { dns: [] as string[], ip: [] as Uint8Array[] };
+  for (const ext of certificateExtensions(derOf(pem))) {
+    const [oid, ...rest] = ext.valueBlock.value;
+    if (!(oid instanceof asn1js.ObjectIdentifier) || oid.valueBlock.toString() !== SUBJECT_ALT_NAME) continue;
+    const value = rest[rest.length - 1];
+    if (!(value instanceof asn1js.OctetString)) throw new TlsError("tls_bad_cert", "malformed subjectAltName");
+    const names = asn1js.fromBER(value.valueBlock.valueHexView);
+    if (names.offset === -1 || !(names.result instanceof asn1js.Sequence)) {
+      throw new TlsError("tls_bad_cert", "malformed subjectAltName");
+    }
+    for (const n of names.result.valueBlock.value) {
+      if (n.idBlock.tagClass !== 3) continue;
+      const bytes = new Uint8Array((n.valueBlock as unknown as { valueHexView: Uint8Array }).valueHexView ?? []);
+      if (n.idBlock.tagNumber === 2) out.dns.push(new TextDecoder().decode(bytes));
+      else if (n.idBlock.tagNumber === 7) out.ip.push(bytes);
+    }
+  }
+  return out;
 }

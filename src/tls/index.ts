@@ -15,7 +15,9 @@ export {
   isCaCertificate,
   normaliseFingerprint,
   pemToDer,
+  subjectAltNames,
 } from "./fingerprint.ts";
+export { missingSans } from "./san.ts";
 export {
   ensureOwnCertificate,
   findPin,

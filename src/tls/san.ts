@@ -6,6 +6,7 @@
 import { isIPv4, isIPv6 } from "node:net";
 import { hostname } from "node:os";
 import { TlsError } from "./errors.ts";
+import { subjectAltNames } from "./fingerprint.ts";
 
 export type San = { type: "dns"; value: string } | { type: "ip"; value: string; bytes: Uint8Array };
 
@@ -89,4 +90,23 @@ export function buildSans(extra: readonly string[] = []): San[] {
   add(defaults[3]!, false);
   extra.forEach((s) => add(s, true));
   return out;
+}
+
+/**
+ * The values of `wanted` (validated like --san) that the certificate does not carry, so the
+ * daemon can say that --san only applies when a certificate is generated.
+ */
+export function missingSans(certPem: string, wanted: readonly string[]): string[] {
+  if (wanted.length === 0) return [];
+  const have = subjectAltNames(certPem);
+  const keys = new Set([
+    ...have.dns.map((d) => sanKey({ type: "dns", value: d })),
+    ...have.ip.map((bytes) => sanKey({ type: "ip", value: "", bytes })),
+  ]);
+  const defaults = buildSans([]).length;
+  // buildSans validates (throws tls_bad_san) and canonicalises; the defaults come first.
+  return buildSans(wanted)
+    .slice(defaults)
+    .filter((san) => !keys.has(sanKey(san)))
+    .map((san) => san.value);
 }

@@ -14,7 +14,6 @@
  * $HOME is read at each call, so tests (and `HOME=… pyctl`) can point it elsewhere.
  */
 import { readdirSync, readFileSync } from "node:fs";
-import { homedir } from "node:os";
 import { join } from "node:path";
 import { TlsError } from "./errors.ts";
 import {
@@ -25,6 +24,7 @@ import {
   normaliseFingerprint,
   singleCertificateDer,
 } from "./fingerprint.ts";
+import { tlsDirPath } from "./dir.ts";
 import { ensurePrivateDir, isFile, withLock, writeFileAtomic } from "./files.ts";
 
 export interface OwnCertificate {
@@ -45,7 +45,7 @@ export interface PinnedServer {
 
 /** ~/.pythond/tls, from $HOME at call time. */
 export function tlsDir(): string {
-  return join(process.env.HOME || homedir(), ".pythond", "tls");
+  return tlsDirPath();
 }
 
 const TRUSTED_CLIENTS = "trusted_clients";

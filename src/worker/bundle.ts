@@ -14,6 +14,10 @@ import cells from "./py/_pythond/cells.py" with { type: "text" };
 import ops from "./py/_pythond/ops.py" with { type: "text" };
 import server from "./py/_pythond/server.py" with { type: "text" };
 import forking from "./py/_pythond/forking.py" with { type: "text" };
+import terminal from "./py/_pythond/terminal.py" with { type: "text" };
+import human from "./py/_pythond/human.py" with { type: "text" };
+import editor from "./py/_pythond/editor.py" with { type: "text" };
+import editorLink from "./py/_pythond/editor_link.py" with { type: "text" };
 
 const FILES: Record<string, string> = {
   "bootstrap.py": bootstrap,
@@ -25,6 +29,10 @@ const FILES: Record<string, string> = {
   "_pythond/ops.py": ops,
   "_pythond/server.py": server,
   "_pythond/forking.py": forking,
+  "_pythond/terminal.py": terminal,
+  "_pythond/human.py": human,
+  "_pythond/editor.py": editor,
+  "_pythond/editor_link.py": editorLink,
 };
 
 export function bundleHash(): string {

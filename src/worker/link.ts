@@ -42,6 +42,8 @@ export class WorkerLink {
   info?: HelloInfo;
   /** Why the worker said it is ending (idle timeout), if it said so before closing. */
   byeReason?: string;
+  /** Receives the session terminal's frames (tout, tdetach) while anyone is attached. */
+  onTerminal?: (h: WorkerHeader, body: Uint8Array) => void;
 
   static async connect(sockPath: string, secret: string): Promise<WorkerLink> {
     const link = new WorkerLink();
@@ -154,6 +156,10 @@ export class WorkerLink {
     }
     if (h.op === "bye") {
       this.byeReason = String(h.reason ?? "");
+      return;
+    }
+    if (h.op === "tout" || h.op === "tdetach") {
+      this.onTerminal?.(h, body); // attach traffic: src/daemon/attach.ts
       return;
     }
     const rid = Number(h.rid);

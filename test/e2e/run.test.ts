@@ -1,8 +1,8 @@
 /** `pysh run`: the REPL rule, errors, code arguments, output capture, timeouts (REFERENCE "run"). */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { startDaemon, type Daemon } from "./harness.ts";
+import { PYSH, startDaemon, type Daemon } from "./harness.ts";
 
 let d: Daemon;
 beforeAll(async () => {
@@ -117,10 +117,18 @@ describe("output capture", () => {
     const r = await run("import threading\nt = threading.Thread(target=lambda: print('from thread'))\nt.start(); t.join()");
     expect(r.stdout).toBe("from thread\n");
   });
-  test("100 MB of output streams through", async () => {
+  test("100 MB of output streams through with bounded daemon memory", async () => {
+    const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${d.pid}/status`, "utf8"))![1]) * 1024;
     const r = await d.pysh(["run", "work", "import sys\nfor _ in range(100): sys.stdout.write('x' * 1_000_000)"]);
     expect(r.code).toBe(0);
     expect(r.stdout.length).toBe(100_000_001);
+    // Steady state after a warm-up: further 100 MB streams must not add up in the daemon.
+    const before = rss();
+    for (const code of ["import sys; sys.stdout.write('y' * 100_000_000)", "for i in range(300_000): print('z' * 40)"]) {
+      const big = Bun.spawn([PYSH, "run", "work", code], { env: d.e.env, stdout: "ignore" });
+      expect(await big.exited).toBe(0);
+    }
+    expect(rss() - before).toBeLessThan(32 * 1024 * 1024);
   });
   test("non-UTF-8 bytes from a subprocess pass through raw", async () => {
     const p = Bun.spawn([join(import.meta.dir, "../../dist/pysh"), "run", "work", "import os; _r = os.system(\"printf '\\\\377ok'\")"], {

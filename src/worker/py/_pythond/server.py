@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from . import capture, cells, execute, ops
+from . import capture, cells, execute, human, ops, terminal
 
 WORKER_PROTOCOL = 1
 
@@ -31,6 +31,7 @@ class Worker(object):
         self.main_ident = threading.get_ident()
         self.conns = {}
         self.terminal_chunks = []
+        self.terminal = None  # the session's PTY (terminal.py), set in setup
 
     # -- set-up ------------------------------------------------------------------------------
     def setup(self):
@@ -89,6 +90,7 @@ class Worker(object):
         signal.signal(signal.SIGINT, self._on_sigint)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         self.capture.start()
+        terminal.install(self, ops.HANDLERS)  # the PTY, its relay thread, the attach ops
         threading.Thread(target=self._io_loop, name="pythond-io", daemon=True).start()
         if self.config.get("idle_timeout"):
             threading.Thread(target=self._reaper, name="pythond-reaper", daemon=True).start()
@@ -100,7 +102,9 @@ class Worker(object):
         builtins.input = agent_input
 
     def _terminal_sink(self, data):
-        # Output with no cell (a thread outliving nothing, atexit noise): keep the tail for attach.
+        # Output with no cell (a thread outliving nothing, atexit noise): shown on the PTY.
+        if self.terminal is not None:
+            return self.terminal.stray(data)
         self.terminal_chunks.append(data)
         if len(self.terminal_chunks) > 256:
             del self.terminal_chunks[:128]
@@ -171,6 +175,8 @@ class Worker(object):
         conn.closed = True
         for cell in self.cells.running():
             cell.detach(conn)
+        if self.terminal is not None:
+            self.terminal.drop_conn(conn)
         try:
             conn.sock.close()
         except OSError:
@@ -187,6 +193,7 @@ class Worker(object):
 
     def run_sync(self, cell, timeout):
         """Runs on the main thread: one sync cell, output owned by it (fds included)."""
+        show = human.agent_begin(self, cell)  # `[ai] run: ...` on the attached terminal
         timer = None
         if timeout:
             timer = threading.Timer(timeout, self._timeout, (cell,))
@@ -217,6 +224,8 @@ class Worker(object):
                 "pythond: cell interrupted after --timeout %gs; the session is still alive" % timeout
         cell.finish(result)
         ops.send_end(cell)
+        if show is not None:
+            show.end(cell)
         self.history.record(cell)
 
     def _timeout(self, cell):

@@ -1,0 +1,111 @@
+/**
+ * pyctl's remote-access pieces: the TCP/TLS flags of `start` (= `pythond daemon`), `connect` /
+ * `disconnect` (remote proxies), and `status` against PYTHOND_HOST. Imported lazily by pyctl.ts.
+ */
+import { defineCommand } from "citty";
+import { ReplyError, request } from "../client/api.ts";
+import { Client } from "../client/connect.ts";
+import type { RemoteOptions } from "../daemon/remote-setup.ts";
+import { PythondError } from "../protocol/errors.ts";
+import { errLine, line } from "./out.ts";
+
+/** Every value of a repeatable option (citty keeps only the last): `--x a --x=b --x c,d`. */
+export function allValues(argv: readonly string[], name: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const w = argv[i]!;
+    if (w === `--${name}` && argv[i + 1] !== undefined) out.push(argv[++i]!);
+    else if (w.startsWith(`--${name}=`)) out.push(w.slice(name.length + 3));
+  }
+  return out.flatMap((v) => v.split(",")).map((v) => v.trim()).filter(Boolean);
+}
+
+/**
+ * The RemoteOptions of `start`, or undefined when the daemon serves its Unix socket only.
+ * Flags that only make sense with a listener are refused without one.
+ */
+export function startRemoteOptions(
+  argv: readonly string[],
+  flags: { tls?: boolean; "show-token"?: boolean; "token-file"?: string; "local-tcp"?: boolean },
+): RemoteOptions | undefined {
+  const listen = allValues(argv, "listen");
+  const sans = allValues(argv, "san");
+  const localTcp = flags["local-tcp"] === true || process.env.PYTHOND_LOCAL_TCP === "1" || process.platform === "win32";
+  if (listen.length === 0 && !localTcp) {
+    const stray = (["tls", "show-token", "token-file"] as const).filter((f) => flags[f]).map((f) => `--${f}`);
+    if (sans.length) stray.push("--san");
+    if (stray.length) throw new PythondError("usage", `${stray.join(", ")} only apply with --listen HOST:PORT`);
+    return undefined;
+  }
+  return {
+    listen,
+    tls: flags.tls === true,
+    showToken: flags["show-token"] === true,
+    tokenFile: flags["token-file"],
+    sans,
+    localTcp,
+  };
+}
+
+async function readToken(arg: string): Promise<string> {
+  if (arg !== "-") return arg;
+  const first = (await Bun.stdin.text()).split(/\r?\n/)[0]?.trim() ?? "";
+  if (!first) throw new PythondError("usage", "no token on stdin");
+  return first;
+}
+
+export const connect = defineCommand({
+  meta: { name: "connect", description: "make <name> a proxy for the session <name> of a remote daemon" },
+  args: {
+    name: { type: "positional", required: true, description: "the name, here and there" },
+    endpoint: { type: "positional", required: true, description: "HOST:PORT of the remote daemon" },
+    token: { type: "positional", required: true, description: "its token (- reads it from stdin)" },
+    tls: { type: "boolean", description: "use TLS (always on for non-loopback hosts)" },
+  },
+  async run({ args }) {
+    const token = await readToken(args.token);
+    if (/\s/.test(token)) throw new PythondError("usage", "a token has no spaces");
+    const client = await Client.open();
+    try {
+      line(await request(client, "connect", [args.name, args.endpoint, token, ...(args.tls ? ["--tls"] : [])]));
+    } finally {
+      client.close();
+    }
+  },
+});
+
+export const disconnect = defineCommand({
+  meta: { name: "disconnect", description: "drop a remote proxy" },
+  args: { name: { type: "positional", required: true, description: "the proxy's name" } },
+  async run({ args }) {
+    const client = await Client.open();
+    try {
+      line(await request(client, "disconnect", [args.name]));
+    } finally {
+      client.close();
+    }
+  },
+});
+
+/**
+ * `pyctl status` with PYTHOND_HOST (or in local TCP mode): endpoint, liveness, and on stderr why
+ * not; returns the exit code.
+ */
+export async function remoteStatus(): Promise<number> {
+  const { endpointLabel, remoteFromEnv } = await import("../client/remote.ts");
+  try {
+    const ep = remoteFromEnv()!;
+    line(`endpoint: ${endpointLabel(ep)}`);
+    const client = await Client.open({ remote: ep });
+    const info = JSON.parse(await request(client, "hello")) as { version: string; pid: number };
+    client.close();
+    line("alive: True");
+    line(`pid: ${info.pid}`);
+    line(`version: ${info.version}`);
+    return 0;
+  } catch (e) {
+    line("alive: False");
+    errLine(e instanceof ReplyError ? e.reply : PythondError.from(e).toFrame());
+    return 1;
+  }
+}

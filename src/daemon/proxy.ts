@@ -1,0 +1,311 @@
+/**
+ * Remote proxies: `pyctl connect srv host:port <token> [--tls]` makes the name `srv` stand for the
+ * session `srv` of another daemon. Every session command naming it (run, fire, fork, poll, wait,
+ * status, vars, complete, int, kill, new, attach, resize) is relayed there verbatim, and its
+ * replies — streamed output, binary terminal frames — come back verbatim. The remote daemon sees
+ * an ordinary TLS client (pinned, with this machine's client certificate and the token).
+ *
+ * A command borrows a link of the local client's own subprotocol (so replies need no
+ * translation) from the proxy's pool (proxy-links.ts: keeping a link open, reconnecting, telling a
+ * remote restart with a new token from a network failure) for its whole duration.
+ *
+ * Proxies are remembered in <runtime>/proxies/<name>.json (0600, token included, like
+ * daemon.json), so a restarted daemon keeps them; `pyctl stop` and `disconnect` forget them.
+ */
+import { mkdirSync, readdirSync, readFileSync, unlinkSync } from "node:fs";
+import { join } from "node:path";
+import { Client } from "../client/connect.ts";
+import { ATTACH, type CommandName, type Request } from "../protocol/commands.ts";
+import { PythondError } from "../protocol/errors.ts";
+import { buildFrame } from "../protocol/frame.ts";
+import { checkName } from "../protocol/names.ts";
+import { SUBPROTOCOL, SUBPROTOCOL_LEGACY } from "../protocol/version.ts";
+import { decideTls, endpointLabel, parseHostPort, type RemoteEndpoint } from "../client/remote.ts";
+import { writeFileAtomic } from "../tls/files.ts";
+import type { AccessLog } from "./access-log.ts";
+import type { ClientConn } from "./conn.ts";
+import { LinkPool } from "./proxy-links.ts";
+import type { Registry } from "./sessions.ts";
+
+/** Commands whose first argument is a session name, relayed when that name is a proxy. */
+export const PROXIED: ReadonlySet<CommandName> = new Set<CommandName>([
+  "new", "run", "fire", "fork", "poll", "wait", "int", "kill", "status", "vars", "complete", "attach", "resize",
+]);
+
+type Status = "ok" | "error";
+
+interface ProxyRecord {
+  name: string;
+  host: string;
+  port: number;
+  tls: boolean;
+  token: string;
+  created: string;
+}
+
+/** One remote proxy: the name here, the endpoint there, and the relaying of commands. */
+export class RemoteProxy {
+  readonly links: LinkPool;
+  /** Local connections attached through this proxy, and the link each one uses. */
+  private attachLinks = new WeakMap<ClientConn, Client>();
+
+  constructor(
+    readonly name: string,
+    readonly ep: RemoteEndpoint,
+    say: (msg: string) => void,
+  ) {
+    this.links = new LinkPool(name, ep, say);
+  }
+
+  /** "host:port tls", as `ls` and `OK connected` show it. */
+  get label(): string {
+    return this.links.label;
+  }
+
+  /** `ls` line: `  srv: -> host:port tls (remote)`, with the trouble when the link is down. */
+  lsLine(): string {
+    return `  ${this.name}: -> ${this.label} (remote${this.links.trouble()})`;
+  }
+
+  close(): void {
+    this.links.close();
+  }
+
+  /** Relays one command (not attach) and its replies; returns the access-log status. */
+  async forward(conn: ClientConn, req: Request, text: string): Promise<Status> {
+    const attachLink = this.attachLinks.get(conn);
+    if (req.cmd === "resize" && attachLink && conn.attached?.session === this.name) {
+      attachLink.send(text); // the reply comes back on the attachment's relay
+      return "ok";
+    }
+    if (req.cmd === "attach") return this.attach(conn, req, text);
+    const protocol = conn.streaming ? SUBPROTOCOL : SUBPROTOCOL_LEGACY;
+    const streams = conn.streaming && (req.cmd === "run" || req.cmd === "wait");
+    // `new` carries pysh's working directory, which means nothing on another machine.
+    const frame = req.cmd === "new" && req.opts.cwd !== undefined ? rebuild(req, ["cwd"]) : text;
+    const link = await this.links.take(protocol);
+    let cellId: string | undefined;
+    try {
+      link.send(frame);
+      for (;;) {
+        const m = await link.next();
+        if (!conn.open) {
+          link.close(); // the cell goes on there; its output stays retrievable by cell id
+          return "error";
+        }
+        if ("binary" in m) {
+          conn.reply.binary(m.binary);
+          continue;
+        }
+        conn.reply.text(m.text);
+        if (streams && m.text.startsWith("CELL ")) {
+          cellId = m.text.slice(5);
+          continue;
+        }
+        this.links.give(protocol, link);
+        return m.text.startsWith("ERR ") ? "error" : "ok";
+      }
+    } catch (e) {
+      link.close();
+      const hint = cellId ? ` (cell ${cellId} may still be running there; check with: pysh poll ${this.name} ${cellId})` : "";
+      throw new PythondError(
+        "daemon_unreachable",
+        `remote '${this.name}' (${this.label}): connection lost during ${req.cmd}: ${PythondError.from(e).message}${hint}`,
+      );
+    }
+  }
+
+  /**
+   * Attach through the proxy: after the remote's `OK attached`, binary frames flow both ways on a
+   * link of their own; `detach` (the local handler calls conn.attached.detach) is passed on and
+   * the remote's `OK detached` swallowed, since the local handler replies itself. When the remote
+   * ends the attachment (`OK detached` from Ctrl-D, `ERR detached: …`), that is relayed.
+   */
+  private async attach(conn: ClientConn, req: Request, text: string): Promise<Status> {
+    if (conn.attached) throw new PythondError("usage", `already attached to '${conn.attached.session}' (send detach first)`);
+    const protocol = conn.streaming ? SUBPROTOCOL : SUBPROTOCOL_LEGACY;
+    const link = await this.links.take(protocol);
+    link.send(text);
+    let first: string;
+    try {
+      first = await link.nextText();
+    } catch (e) {
+      link.close();
+      throw new PythondError("daemon_unreachable", `remote '${this.name}' (${this.label}): connection lost during attach: ${PythondError.from(e).message}`);
+    }
+    conn.reply.text(first);
+    if (first !== ATTACH.attached) {
+      this.links.give(protocol, link);
+      return "error";
+    }
+    /** detaching: the local client sent `detach`; ended: the link is back in the pool (or gone). */
+    const att = { detaching: false, ended: false };
+    const mine = {
+      session: this.name,
+      input: (b: Uint8Array) => {
+        if (!link.closed) link.send(b);
+      },
+      detach: () => {
+        att.detaching = true;
+        if (!link.closed) link.send("detach");
+      },
+    };
+    conn.attached = mine;
+    this.attachLinks.set(conn, link);
+    conn.onClose(() => {
+      if (!att.ended) link.close(); // the remote detaches when its client goes away
+    });
+    void this.relayAttached(conn, link, protocol, mine, att);
+    return "ok";
+  }
+
+  private async relayAttached(
+    conn: ClientConn,
+    link: Client,
+    protocol: string,
+    mine: NonNullable<ClientConn["attached"]>,
+    att: { detaching: boolean; ended: boolean },
+  ): Promise<void> {
+    const end = () => {
+      att.ended = true;
+      this.attachLinks.delete(conn);
+      if (conn.attached === mine) conn.attached = undefined;
+    };
+    try {
+      for (;;) {
+        const m = await link.next();
+        if ("binary" in m) {
+          if (conn.open) conn.reply.binary(m.binary);
+          continue;
+        }
+        if (m.text === ATTACH.detached || m.text.startsWith("ERR detached")) {
+          if (!att.detaching && conn.open) conn.reply.text(m.text);
+          end();
+          this.links.give(protocol, link);
+          return;
+        }
+        if (conn.open) conn.reply.text(m.text);
+      }
+    } catch (e) {
+      const wasMine = conn.attached === mine;
+      end();
+      if (wasMine && conn.open && !att.detaching) {
+        conn.reply.text(`ERR detached: remote '${this.name}' (${this.label}): connection lost (${PythondError.from(e).message})`);
+      }
+    }
+  }
+}
+
+/** The frame of `req` again, without the options in `drop`. */
+function rebuild(req: Request, drop: string[]): string {
+  const words = [...req.args];
+  for (const [k, v] of Object.entries(req.opts)) if (!drop.includes(k)) words.push(v === true ? `--${k}` : `--${k}=${v}`);
+  return buildFrame(req.cmd, words, req.body === "" ? undefined : req.body);
+}
+
+/** All proxies of this daemon, by name, and their records on disk. */
+export class Proxies {
+  private proxies = new Map<string, RemoteProxy>();
+  private readonly dir: string;
+
+  constructor(
+    runtime: string,
+    private readonly log: AccessLog,
+    private readonly say: (msg: string) => void,
+  ) {
+    this.dir = join(runtime, "proxies");
+  }
+
+  get(name: string): RemoteProxy | undefined {
+    return this.proxies.get(name);
+  }
+
+  list(): RemoteProxy[] {
+    return [...this.proxies.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** `connect`: probe first (nothing changes if it fails), then replace any proxy of that name. */
+  async connect(registry: Registry, name: string, hostPortSpec: string, token: string, tls: boolean): Promise<RemoteProxy> {
+    checkName(name);
+    if (registry.has(name)) {
+      throw new PythondError("session_exists", `session '${name}' already exists here (local); choose another name for the remote`);
+    }
+    const { host, port } = parseHostPort(hostPortSpec, "connect");
+    const ep: RemoteEndpoint = { host, port, tls: decideTls(host, tls), token };
+    const proxy = new RemoteProxy(name, ep, this.say);
+    try {
+      await proxy.links.probe();
+    } catch (e) {
+      proxy.close();
+      const err = PythondError.from(e);
+      throw new PythondError(err.code, `remote probe failed: ${err.message}`);
+    }
+    this.proxies.get(name)?.close();
+    this.proxies.set(name, proxy);
+    const rec: ProxyRecord = { name, host, port, tls: ep.tls, token, created: new Date().toISOString() };
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    writeFileAtomic(join(this.dir, `${name}.json`), JSON.stringify(rec) + "\n", 0o600);
+    return proxy;
+  }
+
+  disconnect(registry: Registry, name: string): void {
+    const p = this.proxies.get(name);
+    if (!p) {
+      if (registry.has(name)) throw new PythondError("usage", `'${name}' is local, use kill`);
+      throw new PythondError("no_session", `no remote '${name}' (see: pysh ls)`);
+    }
+    p.close();
+    this.proxies.delete(name);
+    this.forget(name);
+  }
+
+  private forget(name: string): void {
+    try {
+      unlinkSync(join(this.dir, `${name}.json`));
+    } catch {}
+  }
+
+  /** Re-creates the proxies of a previous run of this daemon; their links come up in the background. */
+  adoptAll(registry: Registry): void {
+    let files: string[] = [];
+    try {
+      files = readdirSync(this.dir).filter((f) => f.endsWith(".json"));
+    } catch {
+      return;
+    }
+    for (const f of files) {
+      try {
+        const rec = JSON.parse(readFileSync(join(this.dir, f), "utf8")) as ProxyRecord;
+        checkName(rec.name);
+        if (registry.has(rec.name) || this.proxies.has(rec.name)) continue;
+        const ep: RemoteEndpoint = { host: rec.host, port: rec.port, tls: rec.tls, token: rec.token };
+        const p = new RemoteProxy(rec.name, ep, this.say);
+        this.proxies.set(rec.name, p);
+        p.links.reconnect();
+        this.say(`remote '${rec.name}' -> ${endpointLabel(ep)} restored`);
+        this.log.write("session", { session: rec.name, status: "ok", event_detail: `remote proxy restored: ${endpointLabel(ep)}` });
+      } catch {
+        // a damaged record proxies nothing
+      }
+    }
+  }
+
+  /** Relays a session command for a proxy name (dispatch.ts); logs attachments like local ones. */
+  async forward(conn: ClientConn, req: Request, text: string): Promise<Status> {
+    const p = this.proxies.get(req.args[0]!)!;
+    const status = await p.forward(conn, req, text);
+    if (req.cmd === "attach" && status === "ok") {
+      this.log.write("attach", { conn_id: conn.id, peer: conn.peer, session: p.name, status, remote: endpointLabel(p.ep) });
+    }
+    return status;
+  }
+
+  /** Closes every link; `forget` also removes the records (pyctl stop). */
+  closeAll(forget: boolean): void {
+    for (const p of this.proxies.values()) {
+      p.close();
+      if (forget) this.forget(p.name);
+    }
+    this.proxies.clear();
+  }
+}

@@ -1,0 +1,276 @@
+"""What runs on the session's terminal: human blocks, and agent cells shown as they happen.
+
+A human block (a complete statement typed at an attached terminal) runs on the main thread, from
+the same queue as agent `run` cells, with Python's interactive rules ("single" mode: every
+expression statement is echoed with repr, as at `>>>`). For its duration fds 0/1/2 are the PTY
+slave instead of the capture pipe and /dev/null, so subprocesses, C code, `os.get_terminal_size()`
+and `getpass` see a real terminal; Python-level writes go straight to the PTY, unbuffered, so a
+prompt of `input()` never overtakes earlier prints. The editor waits for `done` meanwhile; Ctrl-C
+reaches it (the PTY's foreground process) and it asks us to interrupt the main thread.
+
+Agent `run` cells are announced as `[ai] run: <first line>` and their output is copied to the PTY
+while a client is attached. Unattached, only the last TAIL bytes are kept and written when the
+cell ends: a PTY is slower than the capture path and nobody is watching.
+"""
+import ast
+import builtins
+import os
+import rlcompleter
+import signal
+import sys
+
+from . import capture, cells, execute
+
+TAIL = 2048
+MAX_COMPLETIONS = 200
+_FLAGS = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
+_counter = [0]
+
+
+class PtyOut(object):
+    """Output of a human block: straight to the PTY, and into the cell's record (session.log).
+
+    Threads the block started keep writing here after it ends; their output then goes through the
+    editor (`stray`), which moves the prompt out of the way first.
+    """
+
+    def __init__(self, term, cell):
+        self.term = term
+        self.cell = cell
+        self.live = True
+
+    def write_bytes(self, data, owner=None):
+        if not self.live:
+            return self.term.stray(data)
+        self.term.write(data)
+        self.cell.out.sink(data)
+
+    def deliver_raw(self, data):
+        self.write_bytes(data)
+
+    def flush(self):
+        pass
+
+
+def _displayhook(ns, write):
+    def hook(value):
+        if value is None:
+            return
+        ns["_"] = value
+        write(repr(value) + "\n")
+    return hook
+
+
+def run_block(w, term, code):
+    """A job on the main thread: one human block, output on the PTY, then `done` to the editor."""
+    cell = cells.Cell("human", code)
+    w.cells.add(cell)
+    out = PtyOut(term, cell)
+    _counter[0] += 1
+    filename = "<stdin-%d>" % _counter[0]
+    saved_in, saved_out = os.dup(0), os.dup(1)
+    w.capture.set_owner(out)  # pipe bytes from before go to their owner; stray ones now to the PTY
+    for fd in (0, 1, 2):
+        os.dup2(term.slave, fd)
+    capture.bind_thread(out)
+    old_hook = sys.displayhook
+    sys.displayhook = _displayhook(w.ns, lambda s: out.write_bytes(s.encode("utf-8", "backslashreplace")))
+    result = execute.Result()
+    try:
+        w.sync_cell = cell  # from here SIGINT raises KeyboardInterrupt, so inside the try
+        try:
+            execute._register_source(filename, code)
+            co = compile(code + "\n", filename, "single", _FLAGS, True)
+            execute._run_code(co, w.ns)
+        except SystemExit as e:
+            result.ok = False
+            result.exit_code = e.code
+            result.error = "exit(%s)" % ("0" if e.code is None else e.code)
+            _confirm_exit(w, term)
+        except BaseException as e:  # noqa: B902 - KeyboardInterrupt too: shown, the REPL goes on
+            result.ok = False
+            result.error = execute.format_exception(e)
+            term.write(result.error + "\n")
+    except KeyboardInterrupt:  # landed between our own statements (or in the exit question)
+        result.ok = False
+        result.error = "KeyboardInterrupt"
+        term.write("\nKeyboardInterrupt\n")
+    finally:
+        w.sync_cell = None
+        sys.displayhook = old_hook
+        os.dup2(saved_out, 1)
+        os.dup2(saved_out, 2)
+        os.dup2(saved_in, 0)
+        os.close(saved_out)
+        os.close(saved_in)
+        w.capture.set_owner(None)
+        capture.bind_thread(None)
+    out.live = False
+    cell.finish(result)
+    w.history.record(cell)
+    term.block_done()
+
+
+def _confirm_exit(w, term):
+    """exit() at the terminal ends the session only when the human says so: agents live here too."""
+    try:
+        answer = term.read_line("End session '%s'? Agents share this namespace; it would be lost. [y/N] " % w.name)
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        term.write("Session kept. (Ctrl-D or Ctrl-] detaches; the session keeps running.)\n")
+        return
+    term.write("Ending session '%s'.\n" % w.name)
+    reason = "ended at an attached terminal (exit())"
+    if hasattr(w.history, "note"):
+        w.history.note(reason)
+    for conn in list(w.conns.values()):
+        conn.send({"op": "bye", "reason": reason})
+    for path in (w.config.get("record"), w.config.get("sock")):
+        try:
+            os.unlink(path)
+        except (OSError, TypeError):
+            pass
+    try:
+        import atexit
+        atexit._run_exitfuncs()
+    finally:
+        os._exit(0)
+
+
+def interrupt(w):
+    """Ctrl-C at the terminal while a block or an agent cell runs: the same SIGINT as `pysh int`."""
+    if w.sync_cell is not None:
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def complete(ns, text):
+    completer = rlcompleter.Completer(ns)
+    matches = []
+    try:
+        while len(matches) < MAX_COMPLETIONS:
+            m = completer.complete(text, len(matches))
+            if m is None:
+                break
+            matches.append(m)
+    except Exception:
+        pass  # rlcompleter evaluates attribute chains; a failing property means no more matches
+    return matches
+
+
+class AgentShow(object):
+    """Shows one agent `run` cell on the terminal: header, output (or its tail), error.
+
+    With a client attached the editor is paused (the prompt moves out of the way) and output is
+    copied live. With nobody attached nothing waits: the header and the last TAIL bytes go to
+    the editor as one message when the cell ends, for the scrollback. A client attaching
+    mid-cell switches it to live.
+    """
+
+    def __init__(self, term, cell):
+        self.term = term
+        self.orig = cell.out.sink
+        self.tail = b""
+        self.skipped = 0
+        self.ends_nl = True
+        self.live = False
+        lines = cell.code.strip("\n").split("\n")
+        first = lines[0].rstrip() if lines else ""
+        if len(first) > 200:
+            first = first[:200] + "..."
+        more = "  (+%d lines)" % (len(lines) - 1) if len(lines) > 1 else ""
+        self.header = ("[ai] run: %s%s\n" % (first, more)).encode("utf-8", "backslashreplace")
+        cell.out.sink = self
+        if term.viewer_count():
+            self._go_live()
+
+    def _go_live(self):
+        self.live = True
+        self.term.pause_editor()
+        self.term.write(self.header + self._take_tail())
+
+    def __call__(self, data):
+        self.orig(data)
+        if not self.live and self.term.viewer_count():
+            self._go_live()
+        if self.live:
+            self.term.write(data)
+            self.ends_nl = data.endswith(b"\n")
+        else:
+            self.skipped += len(data)
+            self.tail = data[-TAIL:] if len(data) >= TAIL else (self.tail + data)[-TAIL:]
+
+    def _take_tail(self):
+        if not self.skipped:
+            return b""
+        hidden = self.skipped - len(self.tail)
+        note = b"[... %d bytes not shown: no terminal was attached ...]\n" % hidden if hidden > 0 else b""
+        out, self.tail, self.skipped = note + self.tail, b"", 0
+        self.ends_nl = out.endswith(b"\n")
+        return out
+
+    def end(self, cell):
+        if cell.out.sink is self:
+            cell.out.sink = self.orig
+        text = self._take_tail() if self.live else self.header + self._take_tail()
+        if not self.ends_nl:
+            text += b"\n"
+        if cell.status == "error" and cell.error:
+            text += (cell.error + "\n").encode("utf-8", "backslashreplace")
+        if self.live:
+            self.term.write(text)
+            self.term.resume_editor()
+        else:
+            self.term.stray(text)
+
+
+def agent_begin(w, cell):
+    term = getattr(w, "terminal", None)
+    return AgentShow(term, cell) if term is not None else None
+
+
+class _TermStdin(object):
+    """sys.stdin: a human block reads the terminal; anything else gets the agent's clear error."""
+
+    def __init__(self, term, agent):
+        self._term = term
+        self._agent = agent
+
+    def _human(self):
+        return isinstance(capture.current_out(), PtyOut)
+
+    def readline(self, *a):
+        if not self._human():
+            return self._agent.readline(*a)
+        try:
+            return self._term.read_line() + "\n"
+        except EOFError:
+            return ""
+
+    def read(self, *a):
+        if not self._human():
+            return self._agent.read(*a)
+        parts = []
+        while True:
+            line = self.readline()
+            if not line:
+                return "".join(parts)
+            parts.append(line)
+
+    def isatty(self):
+        return self._human()
+
+    def __getattr__(self, name):
+        return getattr(self._agent, name)
+
+
+def install(w, term):
+    agent_input = builtins.input
+
+    def input(prompt=""):
+        if isinstance(capture.current_out(), PtyOut):
+            return term.read_line(str(prompt))
+        return agent_input(prompt)
+
+    builtins.input = input
+    sys.stdin = _TermStdin(term, sys.stdin)
