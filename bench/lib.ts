@@ -5,9 +5,32 @@
  * Every figure is printed beside a baseline measured in the same run, and their ratio, so a
  * slower or busier machine shifts both columns instead of making the numbers meaningless.
  */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { BIN, Daemon, makeEnv, until } from "../test/e2e/harness.ts";
 import { rss } from "../test/fixtures/proc.ts";
 
-export { BIN, PYSH, startDaemon, makeEnv, killGroup, until, type Daemon } from "../test/e2e/harness.ts";
+export { BIN, PYSH, makeEnv, killGroup, until, type Daemon } from "../test/e2e/harness.ts";
+
+/**
+ * The e2e harness's daemon, except that its stderr (an ACCESS line per command) goes to a file, as
+ * it would to a journal: through a pipe, this process would be reading it during every
+ * measurement, and its reading would be counted against the daemon.
+ */
+class BenchDaemon extends Daemon {
+  override async start(args: string[] = []): Promise<this> {
+    const file = join(this.e.dir, "daemon.stderr");
+    this.proc = Bun.spawn([BIN, "daemon", ...args], { env: this.e.env, cwd: this.e.dir, stdout: "ignore", stderr: Bun.file(file) });
+    const listening = () => existsSync(file) && readFileSync(file, "utf8").includes("listening on");
+    await until(() => listening() || this.proc.exitCode !== null, "the daemon to listen", 30_000);
+    if (!listening()) throw new Error(`daemon failed: ${readFileSync(file, "utf8")}`);
+    return this;
+  }
+}
+
+export function startDaemon(args: string[] = []): Promise<Daemon> {
+  return new BenchDaemon(makeEnv()).start(args);
+}
 
 export interface Row {
   figure: string;

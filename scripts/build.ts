@@ -12,7 +12,9 @@ const dist = join(root, "dist");
 mkdirSync(dist, { recursive: true });
 const out = join(dist, "pythond");
 const args = [
-  "build", "--compile", "--bytecode", "--format=esm", "--minify-syntax",
+  // --splitting: the lazily imported roles become separate chunks inside the binary; without it
+  // every start loads the bytecode of all of them (daemon, TLS, pkijs...): pysh run ~6 ms slower.
+  "build", "--compile", "--bytecode", "--format=esm", "--minify-syntax", "--splitting",
   "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig",
   ...(process.env.PYTHOND_TARGET ? [`--target=${process.env.PYTHOND_TARGET}`] : []),
   join(root, "src/main.ts"), "--outfile", out,

@@ -52,7 +52,7 @@ class LinkTerminal {
   ) {
     link.onTerminal = (h, body) => this.onFrame(h, body);
     link.onClosed((reason) => {
-      const why = link.byeReason || reason;
+      const why = link.byeReason || (reason === "connection closed" ? "the session ended" : reason);
       for (const a of this.attachments.values()) {
         this.release(a);
         if (a.conn.open) a.conn.reply.text(`ERR detached from session '${this.session}': ${why}`);
@@ -87,14 +87,20 @@ class LinkTerminal {
   private deliver(a: Attachment, body: Uint8Array): void {
     if (!a.conn.open) return;
     if (a.conn.reply.buffered() > HIGH_WATER) {
+      if (a.skipped === 0) a.conn.waitDrain(() => this.caughtUp(a)); // say so even if all is quiet then
       a.skipped += body.length;
       return;
     }
-    if (a.skipped) {
-      a.conn.reply.binary(enc.encode(`\r\n[pythond: ${a.skipped} bytes of output skipped: this terminal fell behind]\r\n`));
-      a.skipped = 0;
-    }
+    this.caughtUp(a);
     a.conn.reply.binary(body);
+  }
+
+  private caughtUp(a: Attachment): void {
+    if (!a.skipped || !a.conn.open) return;
+    if (a.conn.reply.buffered() > HIGH_WATER) return a.conn.waitDrain(() => this.caughtUp(a));
+    const note = `\r\n[pythond: ${a.skipped} bytes of output skipped: this terminal fell behind; Ctrl-L redraws]\r\n`;
+    a.conn.reply.binary(enc.encode(note));
+    a.skipped = 0;
   }
 
   log(a: Attachment, event: "attach" | "detach"): void {
@@ -165,7 +171,8 @@ export async function attachSession(ctx: DaemonContext, conn: ClientConn, req: R
     throw new PythondError("usage", none ? `${why} -- start it again with: new ${name} --replace` : String(h.error));
   }
   await activated;
-  if (conn.attached?.session !== name) return "error"; // the session ended before the replay came
+  const now = conn.attached as ClientConn["attached"]; // set meanwhile (TypeScript keeps the narrowing)
+  if (now?.session !== name) return "error"; // the session ended before the replay came
   t.log(a, "attach");
   return "ok";
 }

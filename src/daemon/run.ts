@@ -17,6 +17,12 @@ import type { ClientConn } from "./conn.ts";
 import type { Registry } from "./sessions.ts";
 
 const HIGH_WATER = 1 << 20;
+/**
+ * Acks go out in batches of ACK_BATCH bytes (well under the worker's 1 MiB window), so a cell with
+ * little output costs the worker no ack to wake up for; what is still owed when the cell ends is
+ * never sent (the window belongs to the cell, and ends with it).
+ */
+const ACK_BATCH = 256 << 10;
 const GC_EVERY = 16 << 20;
 let sinceGc = 0;
 const dec = new TextDecoder();
@@ -38,8 +44,15 @@ export function runCell(
   const chunks: Uint8Array[] = [];
   return new Promise((resolve) => {
     let waitingDrain: Array<[string, number]> = [];
+    let owed = 0;
+    const ack = (cellId: string, n: number) => {
+      owed += n;
+      if (owed < ACK_BATCH) return;
+      link.ack(cellId, owed);
+      owed = 0;
+    };
     const flushAcks = () => {
-      for (const [cell, n] of waitingDrain) link.ack(cell, n);
+      for (const [cell, n] of waitingDrain) ack(cell, n);
       waitingDrain = [];
     };
     link.run(code, timeout, {
@@ -54,13 +67,13 @@ export function runCell(
           sinceGc = 0;
           Bun.gc(false);
         }
-        if (!conn.open) return link.ack(cellId, data.length);
+        if (!conn.open) return ack(cellId, data.length);
         if (legacy) {
           chunks.push(data);
-          return link.ack(cellId, data.length);
+          return ack(cellId, data.length);
         }
         conn.reply.binary(data);
-        if (conn.reply.buffered() < HIGH_WATER) return link.ack(cellId, data.length);
+        if (conn.reply.buffered() < HIGH_WATER) return ack(cellId, data.length);
         if (waitingDrain.length === 0) conn.waitDrain(flushAcks);
         waitingDrain.push([cellId, data.length]);
       },

@@ -11,6 +11,7 @@ import { PythondError } from "../protocol/errors.ts";
 import { WorkerLink } from "../worker/link.ts";
 import { spawnWorker, workerPaths } from "../worker/spawn.ts";
 import { isAlive } from "./lock.ts";
+import { SparePool } from "./spare.ts";
 
 export interface WorkerRecord {
   name: string;
@@ -42,11 +43,14 @@ const KILL_GRACE_MS = 3000;
 
 export class Registry {
   private sessions = new Map<string, Session>();
+  private readonly spares: SparePool;
 
   constructor(
     private readonly runtime: string,
     private readonly log: SessionLog,
-  ) {}
+  ) {
+    this.spares = new SparePool(runtime);
+  }
 
   list(): Session[] {
     return [...this.sessions.values()];
@@ -79,9 +83,12 @@ export class Registry {
     const placeholder: Session = { name, state: "starting", pid: 0 };
     this.sessions.set(name, placeholder);
     try {
-      const spawned = await spawnWorker({ name, runtime: this.runtime, ...opts });
+      // A warm spare (spare.ts) serves a `new` with the default interpreter; then another starts.
+      const claimed = opts.python === undefined ? await this.spares.claim(name, opts) : null;
+      const spawned = claimed?.spawned ?? (await spawnWorker({ name, runtime: this.runtime, ...opts }));
       const record = readRecord(spawned.recordPath);
-      const link = await WorkerLink.connect(record.sock, record.secret);
+      const link = claimed?.link ?? (await WorkerLink.connect(record.sock, record.secret));
+      this.spares.refill();
       const s: Session = { name, state: "alive", pid: spawned.pid, link, record, exited: spawned.exited };
       this.sessions.set(name, s);
       this.watch(s);
@@ -162,11 +169,13 @@ export class Registry {
   }
 
   async killAll(): Promise<void> {
+    this.spares.close();
     await Promise.all(this.list().map((s) => this.kill(s.name).catch(() => {})));
   }
 
   /** Closes links only: workers live on for the next daemon. */
   detachAll(): void {
+    this.spares.close();
     for (const s of this.sessions.values()) {
       const link = s.link;
       s.link = undefined;

@@ -6,7 +6,7 @@
  * adopting workers started by another build can tell whether it can talk to them.
  */
 export const VERSION = "0.5.0";
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2; // 2: connect/disconnect, restart, attach --read-only, hello.listen
 /** Subprotocol of the original pythond 0.4: single reply per `run`, no streaming. */
 export const SUBPROTOCOL_LEGACY = "pythond.0.4";
 /** Our subprotocol: `run` streams (CELL, binary output frames, then a final text frame). */

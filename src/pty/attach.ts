@@ -24,7 +24,7 @@ export interface AttachOptions {
   readOnly?: boolean;
   /** Screen bytes (the CLI writes them to stdout, blocking: a slow terminal slows the reads). */
   output(bytes: Uint8Array): void;
-  /** Called once attached, before raw mode (the CLI prints its banner). */
+  /** Called once attached and in raw mode (the CLI prints its banner). */
   attached?(): void;
 }
 
@@ -40,8 +40,8 @@ export async function attach(name: string, opts: AttachOptions): Promise<AttachO
     client.send(buildFrame("attach", args));
     const first = await client.nextText();
     if (first !== ATTACH.attached) throw new ReplyError(first.startsWith("ERR ") ? first : `ERR ${first}`);
+    term.enterRaw(); // before the banner: a key typed once the banner shows must reach the session
     opts.attached?.();
-    term.enterRaw();
 
     let finish!: (o: AttachOutcome) => void;
     const ended = new Promise<AttachOutcome>((resolve) => (finish = resolve));

@@ -18,6 +18,8 @@ export interface SpawnOptions {
   cwd?: string;
   /** End the session after this many seconds without requests (off when unset). */
   idleTimeout?: number;
+  /** A warm spare (src/daemon/spare.ts): kept in `spares/`, apart from the sessions, until claimed. */
+  spare?: boolean;
 }
 
 export interface Spawned {
@@ -44,18 +46,21 @@ export function describeExit(code: number | null, signal: string | null): string
 
 export async function spawnWorker(opts: SpawnOptions): Promise<Spawned> {
   const python = opts.python || process.env.PYTHOND_PYTHON || "python3";
-  ensurePrivateDir(join(opts.runtime, "sessions"));
-  const { sock, record } = workerPaths(opts.runtime, opts.name);
+  const dir = ensurePrivateDir(join(opts.runtime, opts.spare ? "spares" : "sessions"));
+  const { sock, record } = opts.spare
+    ? { sock: join(dir, `${opts.name}.sock`), record: join(dir, `${opts.name}.json`) }
+    : workerPaths(opts.runtime, opts.name);
   const entry = materialiseBootstrap(opts.runtime);
   const config = {
     name: opts.name,
     sock,
     record,
     secret: randomBytes(24).toString("hex"),
-    session_dir: sessionDataDir(opts.name),
+    session_dir: opts.spare ? null : sessionDataDir(opts.name),
     cwd: opts.cwd ?? process.cwd(),
     version: VERSION,
     idle_timeout: opts.idleTimeout ?? null,
+    ...(opts.spare ? { spare: true } : {}),
   };
   let proc: ReturnType<typeof Bun.spawn>;
   try {

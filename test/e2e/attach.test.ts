@@ -14,6 +14,7 @@ beforeAll(async () => {
   d = await startDaemon();
 });
 afterAll(async () => {
+  if (d?.proc.exitCode !== null) console.error(`daemon exited early (${d?.proc.signalCode ?? d?.proc.exitCode}):\n${d?.log.text.split("\n").slice(-30).join("\n")}`);
   await d?.[Symbol.asyncDispose]();
 });
 
@@ -30,6 +31,24 @@ async function attached(tm: Tmux, session: string, opts: { args?: string[]; cols
   await tm.waitFor(w, "Ctrl-] detaches");
   await tm.waitFor(w, PROMPT, "the >>> prompt");
   return w;
+}
+
+/** What a raw WebSocket client attached to a session has seen (the last 4 KiB). */
+class RawScreen {
+  text = "";
+  private dec = new TextDecoder();
+  constructor(private readonly c: Awaited<ReturnType<typeof rawClient>>) {}
+
+  /** Reads binary frames until the text matches; fails after 20 s or when the connection closes. */
+  async until(re: RegExp): Promise<void> {
+    const limit = Bun.sleep(20_000).then(() => "timeout" as const);
+    const closed = this.c.closed().then(() => "closed" as const);
+    while (!re.test(this.text)) {
+      const m = await Promise.race([this.c.next(), limit, closed]);
+      if (m === "timeout" || m === "closed") throw new Error(`${m} waiting for ${re}; seen: ${JSON.stringify(this.text.slice(-600))}`);
+      if (typeof m !== "string") this.text = (this.text + this.dec.decode(m, { stream: true })).slice(-4096);
+    }
+  }
 }
 
 /** Waits until `pysh run` prints the expected output. */
@@ -143,6 +162,28 @@ describe("the terminal", () => {
     await tm.waitFor(ro, "detached from 'many'");
   });
 
+  test("a stopped viewer costs bounded daemon memory and is told what it skipped", async () => {
+    await newSession("slow");
+    await using tm = new Tmux(d.e);
+    const w = await attached(tm, "slow");
+    const viewer = await tm.foreground(w);
+    const c = await rawClient(d.e.sock, ["pythond.1"]);
+    expect(await c.ask("attach slow")).toBe("OK attached");
+    const screen = new RawScreen(c);
+    const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${d.pid}/status`, "utf8"))![1]) * 1024;
+    process.kill(viewer, "SIGSTOP");
+    try {
+      const before = rss();
+      c.send(new TextEncoder().encode("for i in range(100_000): print('x' * 999)\r\rprint('DO' + 'NE')\r"));
+      await screen.until(/DONE\r\n>>> $/); // 100 MB went through the daemon to the fast viewer
+      expect(rss() - before).toBeLessThan(64 * 1024 * 1024);
+    } finally {
+      process.kill(viewer, "SIGCONT");
+    }
+    await tm.waitFor(w, /bytes of output skipped: this terminal fell behind/);
+    c.close();
+  });
+
   test("Ctrl-] and Ctrl-D detach, the session lives, the terminal is restored", async () => {
     await newSession("keys");
     await using tm = new Tmux(d.e);
@@ -182,20 +223,13 @@ describe("protocol", () => {
     await newSession("raw");
     const c = await rawClient(d.e.sock, ["pythond.0.4"]);
     expect(await c.ask("attach raw 24 80")).toBe("OK attached");
-    let screen = "";
-    const dec = new TextDecoder();
-    const readUntil = async (re: RegExp) => {
-      while (!re.test(screen)) {
-        const m = await c.next();
-        if (typeof m !== "string") screen += dec.decode(m, { stream: true });
-      }
-    };
-    await readUntil(/>>> $/);
+    const screen = new RawScreen(c);
+    await screen.until(/>>> $/);
     c.send(new TextEncoder().encode("x = 5\r"));
-    await readUntil(/x = 5\r\n>>> $/);
+    await screen.until(/x = 5\r\n>>> /); // the next prompt: the line has run
     expect(await c.ask("resize raw 30 90")).toBe("OK resized 30x90");
     c.send(new TextEncoder().encode("import os; os.get_terminal_size()\r"));
-    await readUntil(/columns=90, lines=30\)\r\n>>> $/);
+    await screen.until(/columns=90, lines=30\)\r\n/); // (readline may redraw after SIGWINCH)
     expect(await c.ask("detach")).toBe("OK detached");
     expect(await c.ask("detach")).toBe("ERR not attached");
     c.close();

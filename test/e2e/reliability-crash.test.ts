@@ -142,3 +142,33 @@ describe("crashes with clients attached to the session", () => {
     await d.pysh(["kill", "forkcrash"]);
   });
 });
+
+describe("interrupt storms", () => {
+  test("`int` sent as fast as possible while cells run: every cell still ends and answers", async () => {
+    await d.pysh(["new", "storm"]);
+    const runner = await rawClient(d.e.sock, ["pythond.0.4"]);
+    const interrupter = await rawClient(d.e.sock, ["pythond.0.4"]);
+    let stop = false;
+    let ints = 0;
+    const storm = (async () => {
+      while (!stop) {
+        expect(await interrupter.ask("int storm")).toStartWith("OK ");
+        ints++;
+      }
+    })();
+    let interrupted = 0;
+    for (let i = 0; i < 1500; i++) {
+      // A SIGINT landing between the worker taking a cell and starting it once lost the cell.
+      const reply = await Promise.race([runner.ask("run storm\n1"), Bun.sleep(10_000).then(() => "no answer")]);
+      expect(reply, `cell ${i} after ${ints} interrupts`).toMatch(/^1$|^ERR execution failed\n[^]*KeyboardInterrupt/);
+      if (reply !== "1") interrupted++;
+    }
+    stop = true;
+    await storm;
+    expect(ints, `${interrupted} cells were interrupted`).toBeGreaterThan(100);
+    expect((await d.pysh(["run", "storm", "'calm again'"])).stdout).toBe("calm again\n");
+    runner.close();
+    interrupter.close();
+    await d.pysh(["kill", "storm"]);
+  });
+});

@@ -128,7 +128,8 @@ describe("output capture", () => {
       const big = Bun.spawn([PYSH, "run", "work", code], { env: d.e.env, stdout: "ignore" });
       expect(await big.exited).toBe(0);
     }
-    expect(rss() - before).toBeLessThan(32 * 1024 * 1024);
+    // 200 MB streamed: unbounded buffering would show as >= 100 MB here (bench/ measures the 32 MB target).
+    expect(rss() - before).toBeLessThan(64 * 1024 * 1024);
   });
   test("non-UTF-8 bytes from a subprocess pass through raw", async () => {
     const p = Bun.spawn([join(import.meta.dir, "../../dist/pysh"), "run", "work", "import os; _r = os.system(\"printf '\\\\377ok'\")"], {

@@ -21,6 +21,8 @@ MAX_CELLS = int(os.environ.get("PYTHOND_MAX_CELLS", "1000"))
 MIN_AGE = 300.0
 MAX_KEPT_BYTES = 128 << 20
 LOG_OUTPUT_MAX = 64 << 10
+SCAN_EVERY = 16
+SCAN_BYTES = 1 << 20
 
 
 def new_id():
@@ -126,12 +128,19 @@ class Cells(object):
         self.by_id = collections.OrderedDict()
         self.lock = threading.Lock()
         self.count = 0
+        self._adds = 0
+        self._prev = None
 
     def add(self, cell):
         with self.lock:
             self.by_id[cell.id] = cell
             self.count += 1
-            self._evict_locked()
+            # Summing the sizes of all kept cells is O(cells) (~200 us a cell at 1000 cells): do
+            # it every SCAN_EVERY adds, or at once after a cell that kept over SCAN_BYTES. The
+            # count and age rules apply on every add.
+            prev, self._prev = self._prev, cell
+            self._adds += 1
+            self._evict_locked(self._adds % SCAN_EVERY == 0 or (prev is not None and prev.kept > SCAN_BYTES))
 
     def get(self, cell_id):
         return self.by_id.get(cell_id)
@@ -144,18 +153,23 @@ class Cells(object):
         with self.lock:
             return [c for c in self.by_id.values() if c.status == "running"]
 
-    def _evict_locked(self):
+    def _evict_locked(self, full=True):
+        """Oldest finished cells first, up to the first one that may stay: O(cells evicted)."""
         now = time.time()
-        finished = [c for c in self.by_id.values() if c.status != "running"]
-        kept_bytes = sum(c.kept for c in finished)
-        for c in finished:
-            too_many = len(self.by_id) > MAX_CELLS
+        kept_bytes = sum(c.kept for c in self.by_id.values() if c.status != "running") if full else 0
+        victims = []
+        for c in self.by_id.values():
+            if c.status == "running":
+                continue
+            too_many = len(self.by_id) - len(victims) > MAX_CELLS
             too_big = kept_bytes > MAX_KEPT_BYTES
             old = c.ended is not None and now - c.ended > MIN_AGE * 12
             if not (too_many or too_big or old):
                 break
-            del self.by_id[c.id]
+            victims.append(c)
             kept_bytes -= c.kept
+        for c in victims:
+            del self.by_id[c.id]
 
 
 class History(object):
@@ -166,6 +180,8 @@ class History(object):
         self.lock = threading.Lock()
         self.hist = None
         self.log = None
+        if directory is None:
+            return  # a warm spare: no session yet, so no history
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
             os.chmod(directory, 0o700)

@@ -34,9 +34,7 @@ HISTORY_MAX = 1000
 
 
 class Wake(Exception):
-    def __init__(self, drawn):
-        Exception.__init__(self)
-        self.drawn = drawn  # the prompt is on the screen (woken out of readline)
+    """Raised out of input() when the worker needs the screen; args[0]: the prompt is showing."""
 
 
 class Editor(object):
@@ -49,6 +47,7 @@ class Editor(object):
         self.in_readline = False
         self.want_pause = None  # the number of a pause the worker waits for
         self.prints = []
+        self.added_nl = False  # the last print got a newline from us
         self.events = queue.Queue()
         self.replies = {}
         self.reply_cond = threading.Condition()
@@ -126,7 +125,8 @@ class Editor(object):
 
     def on_sigint(self, signum, frame):
         if self.state != "prompt":
-            self.send({"t": "int"})
+            # From a thread: the main thread may be inside send() holding its lock right now.
+            threading.Thread(target=self.send, args=({"t": "int"},), daemon=True).start()
             return
         raise KeyboardInterrupt
 
@@ -148,8 +148,11 @@ class Editor(object):
             readline.redisplay()
 
     def wake(self, drawn):
-        if drawn:
-            cols = max(_columns(), 1)
+        if drawn:  # clear the prompt and the half-typed line (up to the rows it wraps onto)
+            try:
+                cols = max(os.get_terminal_size(1).columns, 1)
+            except OSError:
+                cols = 80
             up = (len(self.prompt) + len(self.saved)) // cols
             os.write(1, (b"\x1b[%dA" % up if up else b"") + b"\r\x1b[J")
         with self.lock:
@@ -158,7 +161,11 @@ class Editor(object):
             if pause is not None:
                 self.state = "paused"
         for data in prints:
-            os.write(1, data if data.endswith(b"\n") else data + b"\n")
+            # Each print ends its line (the prompt follows); print()'s separate "\n" then is not doubled.
+            if self.added_nl and data.startswith(b"\n"):
+                data = data[1:]
+            self.added_nl = bool(data) and not data.endswith(b"\n")
+            os.write(1, data + b"\n" if self.added_nl else data)
         if pause is not None:
             old = termios.tcgetattr(0)
             quiet = list(old)
@@ -184,6 +191,7 @@ class Editor(object):
                 if n is not None:
                     self.send({"t": "paused", "n": n})
             # else: a `resume` of a pause answered while a block was queued
+
     def run_block(self, source):
         with self.lock:
             self.state = "wait"
@@ -217,7 +225,7 @@ class Editor(object):
                 try:
                     line = self.read_line()
                 except Wake as w:
-                    self.wake(w.drawn)
+                    self.wake(w.args[0])
                     continue
                 except EOFError:  # Ctrl-D detaches this client; the session goes on
                     os.write(1, b"\n")
@@ -249,13 +257,6 @@ class Editor(object):
 
 
 _READ_LINE_CODE = Editor.read_line.__code__
-
-
-def _columns():
-    try:
-        return os.get_terminal_size(1).columns
-    except OSError:
-        return 80
 
 
 def setup_readline(ed):

@@ -63,6 +63,13 @@ def _displayhook(ns, write):
 
 def run_block(w, term, code):
     """A job on the main thread: one human block, output on the PTY, then `done` to the editor."""
+    try:
+        _run_block(w, term, code)
+    finally:
+        term.block_done()  # always: the editor waits for it (even after a second, stray Ctrl-C)
+
+
+def _run_block(w, term, code):
     cell = cells.Cell("human", code)
     w.cells.add(cell)
     out = PtyOut(term, cell)
@@ -108,7 +115,6 @@ def run_block(w, term, code):
     out.live = False
     cell.finish(result)
     w.history.record(cell)
-    term.block_done()
 
 
 def _confirm_exit(w, term):

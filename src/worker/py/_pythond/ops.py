@@ -201,7 +201,16 @@ def op_int(w, conn, rid, h, body):
         reply(conn, rid, "OK no running cells in %s" % w.name)
 
 
+def op_claim(w, conn, rid, h, body):
+    if not w.config.get("spare"):
+        fail(conn, rid, "usage", "worker: only a spare can be claimed")
+        return
+    w.claim(h.get("session") or {})
+    reply(conn, rid, {"pid": os.getpid()})
+
+
 HANDLERS = {
+    "claim": op_claim,
     "run": op_run,
     "ack": op_ack,
     "fire": op_fire,

@@ -22,7 +22,7 @@ class Worker(object):
         self.secret = config["secret"]
         self.ns = {"__name__": "__main__", "__builtins__": builtins, "__doc__": None}
         self.cells = cells.Cells()
-        self.jobs = queue.Queue()
+        self.jobs = queue.SimpleQueue()  # put/get in C: the IO -> main thread hand-off of every cell
         self.sync_cell = None
         self.history = cells.History(config["session_dir"])
         self.runtime_dir = os.path.dirname(config["record"])
@@ -56,6 +56,30 @@ class Worker(object):
             self.listener.listen(64)
         finally:
             os.umask(old)
+        self._write_record()
+        # Ready: tell the daemon on our original stdout, then let go of its pipes.
+        os.write(1, ("ready %d\n" % os.getpid()).encode())
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        self.capture = capture.Capture(self._terminal_sink)
+        capture.install_thread_inheritance()
+        sys.stdout = capture.Router("stdout", 1)
+        sys.stderr = capture.Router("stderr", 2)
+        self.no_input = capture.NoInput(self._input_message())
+        sys.stdin = self.no_input
+        self._install_input()
+        signal.signal(signal.SIGINT, self._on_sigint)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        self.capture.start()
+        terminal.install(self, ops.HANDLERS)  # the PTY, its relay thread, the attach ops
+        threading.Thread(target=self._io_loop, name="pythond-io", daemon=True).start()
+        if self.config.get("idle_timeout"):
+            threading.Thread(target=self._reaper, name="pythond-reaper", daemon=True).start()
+        if self.config.get("spare"):
+            threading.Thread(target=self._spare_watch, name="pythond-spare", daemon=True).start()
+
+    def _write_record(self):
         record = {
             "name": self.name,
             "pid": os.getpid(),
@@ -63,7 +87,7 @@ class Worker(object):
             "python": sys.executable,
             "python_version": "%d.%d.%d" % sys.version_info[:3],
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
-            "sock": sock_path,
+            "sock": self.config["sock"],
             "secret": self.secret,
             "worker_protocol": WORKER_PROTOCOL,
             "binary_version": self.config.get("version", ""),
@@ -74,30 +98,57 @@ class Worker(object):
         with os.fdopen(fd, "w") as f:
             json.dump(record, f)
         os.replace(tmp, self.config["record"])
-        # Ready: tell the daemon on our original stdout, then let go of its pipes.
-        os.write(1, ("ready %d\n" % os.getpid()).encode())
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.close(devnull)
-        self.capture = capture.Capture(self._terminal_sink)
-        capture.install_thread_inheritance()
-        sys.stdout = capture.Router("stdout", 1)
-        sys.stderr = capture.Router("stderr", 2)
-        msg = ("input() is not available in an agent cell (there is no terminal); pass the data "
-               "in the code, or attach a terminal with: pysh attach %s" % self.name)
-        sys.stdin = capture.NoInput(msg)
-        self._install_input(msg)
-        signal.signal(signal.SIGINT, self._on_sigint)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        self.capture.start()
-        terminal.install(self, ops.HANDLERS)  # the PTY, its relay thread, the attach ops
-        threading.Thread(target=self._io_loop, name="pythond-io", daemon=True).start()
-        if self.config.get("idle_timeout"):
+
+    def _input_message(self):
+        return ("input() is not available in an agent cell (there is no terminal); pass the data "
+                "in the code, or attach a terminal with: pysh attach %s" % self.name)
+
+    # -- a warm spare (src/daemon/spare.ts) ----------------------------------------------------
+    def claim(self, cfg):
+        """A spare becomes the session `new` asked for: its name, socket path, record, history,
+        directory and idle timeout. Until then it has no name, no record among the sessions and
+        no history, and it ends when its daemon lets go of it (_drop) or dies (_spare_watch)."""
+        old_sock, old_record = self.config["sock"], self.config["record"]
+        self.config.update(cfg)
+        self.config["spare"] = False
+        self.name = cfg["name"]
+        os.rename(old_sock, self.config["sock"])  # the listening socket keeps working under its new name
+        if cfg.get("cwd"):
+            try:
+                os.chdir(cfg["cwd"])
+            except OSError as e:
+                sys.stderr.write("pythond: cannot enter %s: %s; staying in %s\n" % (cfg["cwd"], e, os.getcwd()))
+        self.history = cells.History(cfg["session_dir"])
+        self.runtime_dir = os.path.dirname(self.config["record"])
+        self.started = self.last_activity = time.time()
+        self.no_input._message = self._input_message()
+        self._write_record()
+        try:
+            os.unlink(old_record)
+        except OSError:
+            pass
+        if cfg.get("idle_timeout"):
             threading.Thread(target=self._reaper, name="pythond-reaper", daemon=True).start()
 
-    def _install_input(self, msg):
+    def _spare_exit(self):
+        for path in (self.config["record"], self.config["sock"]):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        os._exit(0)
+
+    def _spare_watch(self):
+        """An unclaimed spare whose daemon died (we are reparented) has no reason to live."""
+        parent = os.getppid()
+        while self.config.get("spare"):
+            if os.getppid() != parent:
+                self._spare_exit()
+            time.sleep(0.25)
+
+    def _install_input(self):
         def agent_input(prompt=""):
-            raise RuntimeError(msg)
+            raise RuntimeError(self._input_message())
 
         builtins.input = agent_input
 
@@ -173,6 +224,8 @@ class Worker(object):
     def _drop(self, conn):
         self.conns.pop(conn.sock.fileno(), None)
         conn.closed = True
+        if conn.authed and self.config.get("spare"):
+            self._spare_exit()  # the daemon let go of its spare
         for cell in self.cells.running():
             cell.detach(conn)
         if self.terminal is not None:
@@ -199,10 +252,12 @@ class Worker(object):
             timer = threading.Timer(timeout, self._timeout, (cell,))
             timer.daemon = True
             timer.start()
-        self.sync_cell = cell
         capture.bind_thread(cell.out)
         self.capture.set_owner(cell.out)
         try:
+            # From here SIGINT raises KeyboardInterrupt (_on_sigint), so inside the try: one landing
+            # before it would escape run_sync, and the cell would never end.
+            self.sync_cell = cell
             result = execute.execute(cell.code, self.ns, "<cell-%s>" % cell.id)
         except KeyboardInterrupt:  # landed between our own statements
             result = execute.Result()

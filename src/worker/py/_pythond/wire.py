@@ -11,8 +11,11 @@ _PREFIX = struct.Struct(">II")
 MAX_FRAME = 1 << 31
 
 
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps would build one per call
+
+
 def encode(header, body=b""):
-    h = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    h = _encode_json(header).encode("utf-8")
     return _PREFIX.pack(4 + len(h) + len(body), len(h)) + h, body
 
 
