@@ -3,13 +3,14 @@
  * many, against `pythond --version` (the binary's own start-up floor) and `python3 -c pass` (what
  * any Python-based client pays before doing anything), interleaved so drift hits all three alike.
  */
-import { BIN, PYSH, fmtMs, median, pct, ratio, realPython, sorted, standalone, startDaemon, timeSpawn, type BenchOptions, type BenchResult } from "./lib.ts";
+import { BIN, PYSH, fmtMs, spareSettled, median, pct, ratio, realPython, sorted, standalone, startDaemon, timeSpawn, type BenchOptions, type BenchResult } from "./lib.ts";
 
 export async function benchCli(o: BenchOptions): Promise<BenchResult> {
   const n = Math.max(20, Math.round(40 * o.scale));
   await using d = await startDaemon();
   await d.pysh(["new", "work"]);
   await d.pysh(["run", "work", "x = 41"]);
+  await spareSettled(d);
   const py = realPython();
   const runs = { pysh: [] as number[], version: [] as number[], python: [] as number[], pyshim: [] as number[] };
   for (let i = 0; i < n + 3; i++) {

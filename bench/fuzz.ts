@@ -6,12 +6,13 @@
  * frames, and at the end).
  */
 import { fuzz } from "../test/fixtures/fuzz.ts";
-import { MB, fdCount, rss, standalone, startDaemon, type BenchOptions, type BenchResult } from "./lib.ts";
+import { MB, fdCount, spareSettled, rss, standalone, startDaemon, type BenchOptions, type BenchResult } from "./lib.ts";
 
 export async function benchFuzz(o: BenchOptions): Promise<BenchResult> {
   const frames = Math.max(10_000, Math.round(100_000 * o.scale));
   await using d = await startDaemon(["--max-frame", "1"]);
   await d.pysh(["new", "work"]);
+  await spareSettled(d);
   const fdsBefore = fdCount(d.pid);
   const before = rss(d.pid);
   let early = 0;

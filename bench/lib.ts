@@ -5,7 +5,7 @@
  * Every figure is printed beside a baseline measured in the same run, and their ratio, so a
  * slower or busier machine shifts both columns instead of making the numbers meaningless.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, Daemon, makeEnv, until } from "../test/e2e/harness.ts";
 import { rss } from "../test/fixtures/proc.ts";
@@ -30,6 +30,23 @@ class BenchDaemon extends Daemon {
 
 export function startDaemon(args: string[] = []): Promise<Daemon> {
   return new BenchDaemon(makeEnv()).start(args);
+}
+
+/**
+ * Waits until the daemon's warm spare (src/daemon/spare.ts), started after a `new`, is ready: its
+ * start-up (a Python process) would otherwise run during the measurement that follows.
+ */
+export async function spareSettled(d: Daemon): Promise<void> {
+  if (process.env.PYTHOND_SPARE === "0") return;
+  const dir = join(d.e.dir, "run", "pythond", "spares");
+  const ready = () => {
+    try {
+      return readdirSync(dir).some((f) => f.endsWith(".json"));
+    } catch {
+      return false;
+    }
+  };
+  await until(ready, "the warm spare to be ready", 15_000).catch(() => {});
 }
 
 export interface Row {

@@ -5,7 +5,7 @@
  * the right output and OK, or a closed connection). Baseline: one client on one session for a few
  * seconds in the same run.
  */
-import { MB, fdCount, fmtMs, pct, ratio, rss, rssSampler, sorted, standalone, startDaemon, WsClient, type BenchOptions, type BenchResult } from "./lib.ts";
+import { MB, fdCount, spareSettled, fmtMs, pct, ratio, rss, rssSampler, sorted, standalone, startDaemon, WsClient, type BenchOptions, type BenchResult } from "./lib.ts";
 
 interface LoadStats {
   cells: number;
@@ -55,6 +55,7 @@ export async function benchLoad(o: BenchOptions): Promise<BenchResult> {
     if (!r.final.startsWith("OK")) throw new Error(r.final);
     await admin.ask(`run s${i}\nx = 1`);
   }
+  await spareSettled(d);
   const single = await drive([admin], 1, Math.min(3, o.loadSeconds));
   const fdsBefore = fdCount(d.pid);
   const rssBefore = rss(d.pid);

@@ -4,7 +4,7 @@
  * statement run by a plain `python3` with stdout to /dev/null. Also a print loop (1M short lines,
  * many small writes), against the same loop in plain python3.
  */
-import { MB, fmtMs, ratio, realPython, rss, rssSampler, standalone, startDaemon, PYSH, type BenchOptions, type BenchResult, type Row } from "./lib.ts";
+import { MB, fmtMs, spareSettled, ratio, realPython, rss, rssSampler, standalone, startDaemon, PYSH, type BenchOptions, type BenchResult, type Row } from "./lib.ts";
 
 function timeToDevNull(cmd: string[], env: Record<string, string>): number {
   const t0 = performance.now();
@@ -29,6 +29,7 @@ export async function benchOutput(o: BenchOptions): Promise<BenchResult> {
   const loop = `for i in range(${lines}): print(i)`;
   await using d = await startDaemon();
   await d.pysh(["new", "out"]);
+  await spareSettled(d);
   const py = realPython();
 
   await timeAsync([PYSH, "run", "out", "print('x' * 1000000)"], d.e.env); // warm-up

@@ -11,7 +11,7 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fmtUs, pct, ratio, sorted, standalone, startDaemon, WsClient, type BenchOptions, type BenchResult, type Row } from "./lib.ts";
+import { fmtUs, pct, spareSettled, ratio, sorted, standalone, startDaemon, WsClient, type BenchOptions, type BenchResult, type Row } from "./lib.ts";
 
 const CELL = "x + 1";
 
@@ -188,6 +188,7 @@ export async function benchPersistent(o: BenchOptions): Promise<BenchResult> {
   await using d = await startDaemon();
   await d.pysh(["new", "bench"]);
   await d.pysh(["run", "bench", "x = 41"]);
+  await spareSettled(d);
   const frame = `run bench\n${CELL}`;
 
   const v1 = await WsClient.connect(d.e.sock, ["pythond.1"]);
