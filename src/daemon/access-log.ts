@@ -3,7 +3,7 @@
  * stderr. Values are escaped so nothing a client sends can add spaces, fields or lines. Never
  * tokens, never code: callers pass only the fields below.
  */
-import { appendFileSync, chmodSync, openSync, closeSync } from "node:fs";
+import { chmodSync, closeSync, fstatSync, openSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 
 export type AccessEvent = "connect" | "auth" | "command" | "result" | "attach" | "detach" | "disconnect" | "session";
@@ -28,6 +28,8 @@ export function escapeValue(v: string): string {
 
 export class AccessLog {
   private path: string;
+  private fd = -1;
+  private checkedAt = 0;
 
   constructor(runtime: string, private readonly mirror: (line: string) => void = (l) => process.stderr.write(l + "\n")) {
     this.path = join(runtime, "access.log");
@@ -45,10 +47,30 @@ export class AccessLog {
     }
     const line = parts.join(" ");
     try {
-      appendFileSync(this.path, line + "\n");
+      writeSync(this.file(), line + "\n");
     } catch {
       // a full disk must not stop the daemon; stderr still has the line
     }
     this.mirror(line);
+  }
+
+  /**
+   * The log stays open (an open and close per line cost a small cell ~10% of the daemon's time);
+   * at most once a second we check that it is still the file at our path, and reopen it if it was
+   * moved or deleted (log rotation).
+   */
+  private file(): number {
+    const now = Date.now();
+    if (this.fd >= 0 && now - this.checkedAt < 1000) return this.fd;
+    this.checkedAt = now;
+    if (this.fd >= 0) {
+      try {
+        if (statSync(this.path).ino === fstatSync(this.fd).ino) return this.fd;
+      } catch {}
+      closeSync(this.fd);
+      this.fd = -1;
+    }
+    this.fd = openSync(this.path, "a", 0o600);
+    return this.fd;
   }
 }

@@ -134,7 +134,14 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     endpoints: remote?.endpoints ?? [],
     idleTimeout: opts.idleTimeout,
     stop: (keep) => void setTimeout(() => void shutdown(keep), 10), // let the reply leave first
-    restart: () => void setTimeout(restart, 10),
+    restart: () => {
+      // A client connecting from now on must find no daemon (and the marker: it then waits for the
+      // next one), not this one, which is about to close every connection. The reply to `restart`
+      // still leaves on its open connection.
+      writeFileSync(marker, String(process.pid), { mode: 0o600 });
+      server.stop(false);
+      setTimeout(restart, 10);
+    },
   };
 
   await registry.adoptAll(); // before listening, so the first `ls` already shows them

@@ -12,10 +12,12 @@
  * PYTHOND_SPARE=0 turns spares off.
  */
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { sessionDataDir } from "../paths.ts";
 import { WorkerLink } from "../worker/link.ts";
 import { spawnWorker, workerPaths, type Spawned } from "../worker/spawn.ts";
+import { isAlive } from "./lock.ts";
 
 interface Spare {
   spawned: Spawned;
@@ -29,7 +31,28 @@ export class SparePool {
   private closed = false;
   private readonly enabled = process.env.PYTHOND_SPARE !== "0";
 
-  constructor(private readonly runtime: string) {}
+  constructor(private readonly runtime: string) {
+    this.removeStale();
+  }
+
+  /** Files of spares that died without cleaning up (SIGKILL): a spare never outlives its daemon. */
+  private removeStale(): void {
+    const dir = join(this.runtime, "spares");
+    let files: string[] = [];
+    try {
+      files = readdirSync(dir).filter((f) => f.endsWith(".json"));
+    } catch {
+      return;
+    }
+    for (const f of files) {
+      try {
+        const r = JSON.parse(readFileSync(join(dir, f), "utf8")) as { pid: number; sock: string };
+        if (isAlive(r.pid)) continue; // still on its way out
+        rmSync(r.sock, { force: true });
+        rmSync(join(dir, f), { force: true });
+      } catch {}
+    }
+  }
 
   /** Starts a spare unless one is ready or starting. */
   refill(): void {
@@ -40,8 +63,16 @@ export class SparePool {
   private async start(): Promise<Spare | null> {
     const name = `spare-${randomBytes(6).toString("hex")}`;
     const spawned = await spawnWorker({ name, runtime: this.runtime, spare: true });
-    const record = JSON.parse(readFileSync(spawned.recordPath, "utf8")) as { sock: string; secret: string; pgid: number };
-    const spare: Spare = { spawned, link: await WorkerLink.connect(record.sock, record.secret), pgid: record.pgid };
+    let spare: Spare;
+    try {
+      const record = JSON.parse(readFileSync(spawned.recordPath, "utf8")) as { sock: string; secret: string; pgid: number };
+      spare = { spawned, link: await WorkerLink.connect(record.sock, record.secret), pgid: record.pgid };
+    } catch (e) {
+      try {
+        process.kill(-spawned.pid, "SIGKILL"); // a spare we cannot talk to would wait for us forever
+      } catch {}
+      throw e;
+    }
     this.idle.add(spare);
     if (this.closed) this.end(spare);
     return spare;

@@ -60,7 +60,7 @@ export async function spawnWorker(opts: SpawnOptions): Promise<Spawned> {
     cwd: opts.cwd ?? process.cwd(),
     version: VERSION,
     idle_timeout: opts.idleTimeout ?? null,
-    ...(opts.spare ? { spare: true } : {}),
+    ...(opts.spare ? { spare: true, daemon_pid: process.pid } : {}),
   };
   let proc: ReturnType<typeof Bun.spawn>;
   try {

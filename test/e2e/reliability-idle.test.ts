@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { fdCount } from "../fixtures/proc.ts";
-import { wsFrame } from "../fixtures/fuzz.ts";
+import { wsFrame } from "../fixtures/ws-raw.ts";
 import { PYSH, startDaemon, until, type Daemon } from "./harness.ts";
 
 let d: Daemon;

@@ -103,12 +103,16 @@ class Cell(object):
                 self.cond.notify_all()
 
     # -- result ------------------------------------------------------------------------------
-    def finish(self, result):
+    def finish(self, result, history=None):
+        """Ends the cell. History is written before the status changes, so whoever sees the cell
+        finished (a reply, a poll) also finds it in history.py / session.log."""
         self.out.flush()
         self.ended = time.time()
-        self.status = "done" if result.ok else "error"
         self.error = result.error
         self.exit_code = result.exit_code
+        if history is not None:
+            history.record(self, result.ok)
+        self.status = "done" if result.ok else "error"
         self.done_event.set()
 
     def poll_json(self):
@@ -202,9 +206,8 @@ class History(object):
             except (OSError, ValueError):
                 pass
 
-    def record(self, cell):
+    def record(self, cell, ok):
         ts = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(cell.started))
-        ok = cell.status == "done"
         code = cell.code.rstrip("\n")
         with self.lock:
             try:

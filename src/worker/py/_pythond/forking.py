@@ -184,8 +184,7 @@ def _finish(w, cell, status, result_path):
         os.unlink(result_path)
     except OSError:
         pass
-    cell.finish(res)
-    w.history.record(cell)
+    cell.finish(res, w.history)
 
 
 def kill_all():

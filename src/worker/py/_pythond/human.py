@@ -113,8 +113,7 @@ def _run_block(w, term, code):
         w.capture.set_owner(None)
         capture.bind_thread(None)
     out.live = False
-    cell.finish(result)
-    w.history.record(cell)
+    cell.finish(result, w.history)
 
 
 def _confirm_exit(w, term):

@@ -89,8 +89,7 @@ def op_fire(w, conn, rid, h, body):
         finally:
             capture.bind_thread(None)
             w.capture.unregister(cell.out)
-        cell.finish(result)
-        w.history.record(cell)
+        cell.finish(result, w.history)
 
     threading.Thread(target=run, name="pythond-fire-" + cell.id, daemon=True).start()
     reply(conn, rid, {"cell_id": cell.id, "status": "fired"})

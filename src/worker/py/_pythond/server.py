@@ -139,8 +139,9 @@ class Worker(object):
         os._exit(0)
 
     def _spare_watch(self):
-        """An unclaimed spare whose daemon died (we are reparented) has no reason to live."""
-        parent = os.getppid()
+        """An unclaimed spare whose daemon died (we are reparented) has no reason to live. The
+        daemon's pid comes in the config: by the time this runs the daemon may be gone already."""
+        parent = self.config.get("daemon_pid") or os.getppid()
         while self.config.get("spare"):
             if os.getppid() != parent:
                 self._spare_exit()
@@ -277,11 +278,10 @@ class Worker(object):
             result.ok = False
             result.error = (result.error + "\n" if result.error else "") + \
                 "pythond: cell interrupted after --timeout %gs; the session is still alive" % timeout
-        cell.finish(result)
+        cell.finish(result, self.history)
         ops.send_end(cell)
         if show is not None:
             show.end(cell)
-        self.history.record(cell)
 
     def _timeout(self, cell):
         if self.sync_cell is cell:
