@@ -45,20 +45,26 @@ function certificateExtensions(der: Uint8Array): asn1js.Sequence[] {
  * tls_bad_cert when the input is not a parseable certificate.
  */
 export function isCaCertificate(pem: string | Uint8Array): boolean {
-  for (const ext of certificateExtensions(derOf(pem))) {
-    const [oid, ...rest] = ext.valueBlock.value;
-    if (!(oid instanceof asn1js.ObjectIdentifier) || oid.valueBlock.toString() !== BASIC_CONSTRAINTS) continue;
+  // BasicConstraints ::= SEQUENCE { cA BOOLEAN DEFAULT FALSE, pathLenConstraint INTEGER OPTIONAL }
+  const bc = extensionSequence(derOf(pem), BASIC_CONSTRAINTS, "basicConstraints");
+  const flag = bc?.valueBlock.value[0];
+  return flag instanceof asn1js.Boolean && flag.getValue();
+}
+
+/** The SEQUENCE inside the extension `oid` (its OCTET STRING value, parsed), or null if absent. */
+function extensionSequence(der: Uint8Array, oid: string, what: string): asn1js.Sequence | null {
+  for (const ext of certificateExtensions(der)) {
+    const [id, ...rest] = ext.valueBlock.value;
+    if (!(id instanceof asn1js.ObjectIdentifier) || id.valueBlock.toString() !== oid) continue;
     const value = rest[rest.length - 1];
-    if (!(value instanceof asn1js.OctetString)) throw new TlsError("tls_bad_cert", "malformed basicConstraints");
-    // BasicConstraints ::= SEQUENCE { cA BOOLEAN DEFAULT FALSE, pathLenConstraint INTEGER OPTIONAL }
-    const bc = asn1js.fromBER(value.valueBlock.valueHexView);
-    if (bc.offset === -1 || !(bc.result instanceof asn1js.Sequence)) {
-      throw new TlsError("tls_bad_cert", "malformed basicConstraints");
+    if (!(value instanceof asn1js.OctetString)) throw new TlsError("tls_bad_cert", `malformed ${what}`);
+    const parsed = asn1js.fromBER(value.valueBlock.valueHexView);
+    if (parsed.offset === -1 || !(parsed.result instanceof asn1js.Sequence)) {
+      throw new TlsError("tls_bad_cert", `malformed ${what}`);
     }
-    const flag = bc.result.valueBlock.value[0];
-    return flag instanceof asn1js.Boolean && flag.getValue();
+    return parsed.result;
   }
-  return false;
+  return null;
 }
 
 /** Throws tls_bad_cert unless `pem` holds exactly one parseable certificate; returns its DER. */
@@ -80,21 +86,12 @@ const SUBJECT_ALT_NAME = "2.5.29.17";
  */
 export function subjectAltNames(pem: string | Uint8Array): { dns: string[]; ip: Uint8Array[] } {
   const out = { dns: [] as string[], ip: [] as Uint8Array[] };
-  for (const ext of certificateExtensions(derOf(pem))) {
-    const [oid, ...rest] = ext.valueBlock.value;
-    if (!(oid instanceof asn1js.ObjectIdentifier) || oid.valueBlock.toString() !== SUBJECT_ALT_NAME) continue;
-    const value = rest[rest.length - 1];
-    if (!(value instanceof asn1js.OctetString)) throw new TlsError("tls_bad_cert", "malformed subjectAltName");
-    const names = asn1js.fromBER(value.valueBlock.valueHexView);
-    if (names.offset === -1 || !(names.result instanceof asn1js.Sequence)) {
-      throw new TlsError("tls_bad_cert", "malformed subjectAltName");
-    }
-    for (const n of names.result.valueBlock.value) {
-      if (n.idBlock.tagClass !== 3) continue;
-      const bytes = new Uint8Array((n.valueBlock as unknown as { valueHexView: Uint8Array }).valueHexView ?? []);
-      if (n.idBlock.tagNumber === 2) out.dns.push(new TextDecoder().decode(bytes));
-      else if (n.idBlock.tagNumber === 7) out.ip.push(bytes);
-    }
+  const names = extensionSequence(derOf(pem), SUBJECT_ALT_NAME, "subjectAltName");
+  for (const n of names?.valueBlock.value ?? []) {
+    if (n.idBlock.tagClass !== 3) continue;
+    const bytes = new Uint8Array((n.valueBlock as unknown as { valueHexView: Uint8Array }).valueHexView ?? []);
+    if (n.idBlock.tagNumber === 2) out.dns.push(new TextDecoder().decode(bytes));
+    else if (n.idBlock.tagNumber === 7) out.ip.push(bytes);
   }
   return out;
 }

@@ -1,6 +1,7 @@
 /** `pysh run`: the REPL rule, errors, code arguments, output capture, timeouts (REFERENCE "run"). */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
+import { rss } from "../fixtures/proc.ts";
 import { join } from "node:path";
 import { PYSH, startDaemon, type Daemon } from "./harness.ts";
 
@@ -118,18 +119,17 @@ describe("output capture", () => {
     expect(r.stdout).toBe("from thread\n");
   });
   test("100 MB of output streams through with bounded daemon memory", async () => {
-    const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${d.pid}/status`, "utf8"))![1]) * 1024;
     const r = await d.pysh(["run", "work", "import sys\nfor _ in range(100): sys.stdout.write('x' * 1_000_000)"]);
     expect(r.code).toBe(0);
     expect(r.stdout.length).toBe(100_000_001);
     // Steady state after a warm-up: further 100 MB streams must not add up in the daemon.
-    const before = rss();
+    const before = rss(d.pid);
     for (const code of ["import sys; sys.stdout.write('y' * 100_000_000)", "for i in range(300_000): print('z' * 40)"]) {
       const big = Bun.spawn([PYSH, "run", "work", code], { env: d.e.env, stdout: "ignore" });
       expect(await big.exited).toBe(0);
     }
     // 200 MB streamed: unbounded buffering would show as >= 100 MB here (bench/ measures the 32 MB target).
-    expect(rss() - before).toBeLessThan(64 * 1024 * 1024);
+    expect(rss(d.pid) - before).toBeLessThan(64 * 1024 * 1024);
   });
   test("non-UTF-8 bytes from a subprocess pass through raw", async () => {
     const p = Bun.spawn([join(import.meta.dir, "../../dist/pysh"), "run", "work", "import os; _r = os.system(\"printf '\\\\377ok'\")"], {

@@ -1,5 +1,7 @@
 /** The wire protocol against raw WebSocket clients (REFERENCE "Wire protocol") and bad input. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { rawClient, startDaemon, type Daemon } from "./harness.ts";
 
 let d: Daemon;
@@ -55,10 +57,13 @@ describe("pythond.1 streaming", () => {
   test("CELL, binary output as produced, then OK", async () => {
     const c = await rawClient(d.e.sock, ["pythond.1", "pythond.0.4"]);
     expect(c.protocol).toBe("pythond.1");
-    c.send("run work\nimport time\nprint('first', flush=True)\ntime.sleep(0.2)\nprint('second')");
+    // The cell prints 'second' only after the test has received 'first': streaming, not timing.
+    const flag = join(d.e.dir, "got-first");
+    c.send(`run work\nimport os, time\nprint('first', flush=True)\nwhile not os.path.exists(${JSON.stringify(flag)}): time.sleep(0.005)\nprint('second')`);
     expect(String(await c.next())).toMatch(/^CELL [0-9a-f]{12}$/);
     const first = await c.next();
     expect(new TextDecoder().decode(first as ArrayBuffer)).toBe("first\n");
+    writeFileSync(flag, "");
     let rest = "";
     for (;;) {
       const m = await c.next();
