@@ -1,6 +1,9 @@
 /**
- * One client connection. Frames are handled one at a time, in order (a client that pipelines
- * `run a` then `run b` gets a's reply first); another connection is never blocked by this one.
+ * One client connection. Frames are handled in order, each after the one before has been
+ * answered (a client that pipelines `run a` then `status` gets a's reply first), with one
+ * exception: consecutive `run` frames for the same local session start together, because that
+ * session's worker runs them one after the other and answers in order anyway, so the next cell
+ * is already waiting in the worker when one ends. Another connection is never blocked by this one.
  * Core code talks to the client through `Reply` only, so tests can use an in-memory pair.
  */
 import type { Caller } from "../protocol/commands.ts";
@@ -16,7 +19,10 @@ export interface Reply {
 
 export class ClientConn {
   private queue: Array<string> = [];
-  private busy = false;
+  private head = 0;
+  /** Frames being handled, and the session if they are runs that may overlap (see above). */
+  private active = 0;
+  private activeRuns?: string;
   private drainWaiters: Array<() => void> = [];
   private closeWaiters: Array<() => void> = [];
   open = true;
@@ -30,19 +36,34 @@ export class ClientConn {
     readonly streaming: boolean,
     readonly reply: Reply,
     private readonly handle: (conn: ClientConn, frame: string) => Promise<void>,
+    /** The session of a `run` frame that may overlap others for it; undefined for any other frame. */
+    private readonly runSession: (frame: string) => string | undefined = () => undefined,
   ) {}
 
   enqueue(frame: string): void {
     this.queue.push(frame);
-    if (!this.busy) void this.pump();
+    this.next();
   }
 
-  private async pump(): Promise<void> {
-    this.busy = true;
-    while (this.queue.length > 0 && this.open) {
-      await this.handle(this, this.queue.shift()!);
+  private next(): void {
+    while (this.head < this.queue.length && this.open) {
+      const frame = this.queue[this.head]!;
+      const runs = this.runSession(frame);
+      if (this.active > 0 && (runs === undefined || runs !== this.activeRuns)) return;
+      this.queue[this.head++] = "";
+      if (this.head > 64 && this.head * 2 > this.queue.length) {
+        this.queue = this.queue.slice(this.head);
+        this.head = 0;
+      }
+      this.active++;
+      this.activeRuns = runs;
+      const done = () => {
+        this.active--;
+        this.next();
+      };
+      this.handle(this, frame).then(done, done);
+      if (runs === undefined) return;
     }
-    this.busy = false;
   }
 
   drained(): void {
@@ -58,6 +79,7 @@ export class ClientConn {
   closed(): void {
     this.open = false;
     this.queue = [];
+    this.head = 0;
     this.drained();
     for (const w of this.closeWaiters) w();
     this.closeWaiters = [];

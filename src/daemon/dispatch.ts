@@ -108,7 +108,14 @@ export const HANDLERS: Record<CommandName, Handler> = {
   poll: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "poll", req.args[1] ? { cell: req.args[1] } : {}),
   wait: waitCell,
   int: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "int"),
-  status: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "status"),
+  async status(ctx, conn, req) {
+    // `queued`: runs the daemon has handed to the worker that wait behind the running cell (the
+    // worker reads them only when it gets to them).
+    const s = ctx.registry.get(checkName(req.args[0]!));
+    const h = await s.link.request("status");
+    if (h.ok && h.data && typeof h.data === "object") (h.data as Record<string, unknown>).queued = s.link.queuedRuns;
+    return sendWorkerReply(conn, h);
+  },
   vars: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "vars"),
   complete(ctx, conn, req) {
     const text = req.args.length > 1 ? req.args.slice(1).join(" ") : req.body;
@@ -160,6 +167,19 @@ export const HANDLERS: Record<CommandName, Handler> = {
     return "ok";
   },
 };
+
+/**
+ * The session of a plain `run <name>` frame for a local session: such frames may start while
+ * earlier ones for the same session are still running (src/daemon/conn.ts). Anything else
+ * (options, odd spacing, a remote proxy) takes the general, one-at-a-time path.
+ */
+export function runSession(ctx: DaemonContext, text: string): string | undefined {
+  if (!text.startsWith("run ")) return undefined;
+  const nl = text.indexOf("\n");
+  const name = text.slice(4, nl < 0 ? undefined : nl);
+  if (name.includes(" ") || !ctx.registry.has(name) || ctx.proxies.get(name) !== undefined) return undefined;
+  return name;
+}
 
 /** Handles one text frame from a client: parse, check, dispatch, reply, log. */
 export async function handleFrame(ctx: DaemonContext, conn: ClientConn, text: string): Promise<void> {

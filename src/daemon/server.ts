@@ -15,9 +15,9 @@ import type { ServerWebSocket } from "bun";
 import { PythondError } from "../protocol/errors.ts";
 import { SUBPROTOCOL, SUBPROTOCOL_LEGACY, VERSION } from "../protocol/version.ts";
 import { ensurePrivateDir, restartMarker, runtimeDir } from "../paths.ts";
-import { AccessLog } from "./access-log.ts";
+import { AccessLog, flushAccessLogs } from "./access-log.ts";
 import { ClientConn } from "./conn.ts";
-import { handleFrame, type DaemonContext } from "./dispatch.ts";
+import { handleFrame, runSession, type DaemonContext } from "./dispatch.ts";
 import type { RemoteAccess } from "./listen-tcp.ts";
 import type { RemoteOptions } from "./remote-setup.ts";
 import { acquireStartLock } from "./lock.ts";
@@ -43,6 +43,7 @@ type WSData = { conn?: ClientConn; streaming: boolean; peer: string; caller: "lo
 type WS = ServerWebSocket<WSData>;
 
 function say(msg: string): void {
+  flushAccessLogs(); // the ACCESS lines before it stay before it on stderr
   process.stderr.write(`pythond: ${msg}\n`);
 }
 
@@ -167,8 +168,14 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
         idleTimeout: 120,
         sendPings: true,
         open(ws: WS) {
-          const conn = new ClientConn(ws.data.connId ?? nextConn++, ws.data.peer, ws.data.caller, ws.data.streaming, wsReply(ws), (c, f) =>
-            handleFrame(ctx, c, f),
+          const conn = new ClientConn(
+            ws.data.connId ?? nextConn++,
+            ws.data.peer,
+            ws.data.caller,
+            ws.data.streaming,
+            wsReply(ws),
+            (c, f) => handleFrame(ctx, c, f),
+            (f) => runSession(ctx, f),
           );
           ws.data.conn = conn;
           log.write("connect", { conn_id: conn.id, peer: conn.peer });
@@ -212,12 +219,38 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   say(`${VERSION} listening on ${sock} (pid ${process.pid})`);
 }
 
+/**
+ * Replies to one client. What a handler sends in one turn of the event loop goes out corked, in
+ * one write: a quick cell's `CELL`, output and `OK` arrive from the worker together, and the
+ * client then wakes once for them instead of three times.
+ */
 function wsReply(ws: WS) {
+  let pending: Array<string | Uint8Array> = [];
+  let pendingBytes = 0;
+  const flush = () => {
+    const batch = pending;
+    pending = [];
+    pendingBytes = 0;
+    if (ws.readyState !== 1 || batch.length === 0) return;
+    if (batch.length === 1) ws.send(batch[0]!);
+    else
+      ws.cork(() => {
+        for (const m of batch) ws.send(m);
+      });
+  };
+  const queue = (m: string | Uint8Array) => {
+    if (pending.length === 0) queueMicrotask(flush);
+    pending.push(m);
+    pendingBytes += m.length;
+  };
   return {
-    text: (s: string) => void ws.send(s),
-    binary: (b: Uint8Array) => void ws.send(b),
-    buffered: () => ws.getBufferedAmount(),
-    close: (code: number, reason: string) => ws.close(code, reason),
+    text: queue,
+    binary: queue,
+    buffered: () => ws.getBufferedAmount() + pendingBytes,
+    close: (code: number, reason: string) => {
+      flush();
+      ws.close(code, reason);
+    },
     get open() {
       return ws.readyState === 1;
     },

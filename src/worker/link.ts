@@ -1,9 +1,9 @@
 /**
  * The daemon's connection to one worker: hello with the worker's secret (so a reused pid or a
  * stale socket is never mistaken for our worker), request/reply by id, and `run` streams
- * (start, out frames acknowledged as the client takes them, end).
- *
- * Bun's socket.write may take only part of a buffer; the rest waits in `queue` for `drain`.
+ * (start, out frames acknowledged as the client takes them, end). Two sockets ("lanes"): runs on
+ * one, everything else on the other, so that the worker's main thread can read and run cells
+ * itself while its IO thread answers the rest.
  */
 import type { Socket } from "bun";
 import { PythondError } from "../protocol/errors.ts";
@@ -29,63 +29,45 @@ export interface HelloInfo {
   name: string;
 }
 
-export class WorkerLink {
-  private socket!: Socket<undefined>;
-  private reader = new WorkerFrameReader();
+/**
+ * One socket to the worker: its frame reader and the bytes Bun's socket.write did not take yet
+ * (they wait in `queue` for `drain`).
+ */
+class Lane {
+  socket!: Socket<undefined>;
+  reader = new WorkerFrameReader();
   private queue: Uint8Array[] = [];
-  private nextRid = 1;
-  private pending = new Map<number, Pending>();
-  private runs = new Map<number, RunHandlers>();
-  private closeHandlers: Array<(reason: string) => void> = [];
-  private helloWaiter?: Pending;
-  closed = false;
-  info?: HelloInfo;
-  /** Why the worker said it is ending (idle timeout), if it said so before closing. */
-  byeReason?: string;
-  /** Receives the session terminal's frames (tout, tdetach) while anyone is attached. */
-  onTerminal?: (h: WorkerHeader, body: Uint8Array) => void;
 
-  static async connect(sockPath: string, secret: string): Promise<WorkerLink> {
-    const link = new WorkerLink();
-    const hello = new Promise<WorkerHeader>((resolve, reject) => (link.helloWaiter = { resolve, reject }));
+  static async open(sockPath: string, onFrame: (h: WorkerHeader, body: Uint8Array) => void, onClose: (reason: string) => void): Promise<Lane> {
+    const lane = new Lane();
+    const onData = (data: Uint8Array) => {
+      let frames;
+      try {
+        frames = lane.reader.push(data);
+      } catch (e) {
+        lane.socket.end();
+        onClose((e as Error).message);
+        return;
+      }
+      for (const { header, body } of frames) onFrame(header, body);
+    };
     try {
-      link.socket = await Bun.connect({
+      lane.socket = await Bun.connect({
         unix: sockPath,
         socket: {
-          data: (_s, data) => link.onData(data),
-          drain: () => link.flush(),
-          close: () => link.onClose("connection closed"),
-          error: (_s, e) => link.onClose(e.message),
+          data: (_s, data) => onData(data),
+          drain: () => lane.flush(),
+          close: () => onClose("connection closed"),
+          error: (_s, e) => onClose(e.message),
         },
       });
     } catch (e) {
       throw new PythondError("session_dead", `worker socket ${sockPath}: ${(e as Error).message}`);
     }
-    link.send({ op: "hello", secret, v: WORKER_PROTOCOL });
-    const h = await hello;
-    if (!h.ok) {
-      link.close();
-      throw new PythondError("session_dead", `worker refused the daemon: ${String(h.error ?? "bad secret")}`);
-    }
-    link.info = { v: Number(h.v), pid: Number(h.pid), name: String(h.name) };
-    if (link.info.v !== WORKER_PROTOCOL) {
-      link.close();
-      throw new PythondError(
-        "worker_incompatible",
-        `was started by another pythond version (worker protocol ${link.info.v}, this daemon speaks ${WORKER_PROTOCOL})`,
-      );
-    }
-    return link;
+    return lane;
   }
 
-  onClosed(cb: (reason: string) => void): void {
-    if (this.closed) cb("connection closed");
-    else this.closeHandlers.push(cb);
-  }
-
-  send(header: WorkerHeader, body?: Uint8Array | string): void {
-    if (this.closed) return;
-    const frame = encodeWorkerFrame(header, body);
+  send(frame: Uint8Array): void {
     if (this.queue.length > 0) {
       this.queue.push(frame);
       return;
@@ -106,6 +88,77 @@ export class WorkerLink {
     }
   }
 
+  end(): void {
+    this.socket.end();
+  }
+}
+
+export class WorkerLink {
+  /** Every request but `run`; the worker's IO thread reads it. */
+  private control!: Lane;
+  /**
+   * `run` requests only, read by the worker's main thread, which runs the cell where it reads it
+   * (no hand-off between its threads). Workers that offer no run lane get runs on `control`.
+   */
+  private runLane?: Lane;
+  private nextRid = 1;
+  private pending = new Map<number, Pending>();
+  private runs = new Map<number, RunHandlers>();
+  /** Runs sent whose start the worker has not reported yet (they wait behind a running cell). */
+  private unstarted = new Set<number>();
+  private closeHandlers: Array<(reason: string) => void> = [];
+  private helloWaiter?: Pending;
+  closed = false;
+  info?: HelloInfo;
+  /** Why the worker said it is ending (idle timeout), if it said so before closing. */
+  byeReason?: string;
+  /** Receives the session terminal's frames (tout, tdetach) while anyone is attached. */
+  onTerminal?: (h: WorkerHeader, body: Uint8Array) => void;
+
+  static async connect(sockPath: string, secret: string): Promise<WorkerLink> {
+    const link = new WorkerLink();
+    const h = await link.hello(sockPath, secret);
+    if (!h.ok) {
+      link.close();
+      throw new PythondError("session_dead", `worker refused the daemon: ${String(h.error ?? "bad secret")}`);
+    }
+    link.info = { v: Number(h.v), pid: Number(h.pid), name: String(h.name) };
+    if (link.info.v !== WORKER_PROTOCOL) {
+      link.close();
+      throw new PythondError(
+        "worker_incompatible",
+        `was started by another pythond version (worker protocol ${link.info.v}, this daemon speaks ${WORKER_PROTOCOL})`,
+      );
+    }
+    if (Array.isArray(h.lanes) && h.lanes.includes("run")) {
+      const r = await link.hello(sockPath, secret, "run");
+      if (!r.ok) {
+        link.close();
+        throw new PythondError("session_dead", `worker refused the daemon's run lane: ${String(r.error ?? "bad secret")}`);
+      }
+    }
+    return link;
+  }
+
+  /** Opens a lane (the control lane first) and says hello on it. */
+  private async hello(sockPath: string, secret: string, lane?: "run"): Promise<WorkerHeader> {
+    const reply = new Promise<WorkerHeader>((resolve, reject) => (this.helloWaiter = { resolve, reject }));
+    const opened = await Lane.open(sockPath, (h, b) => this.dispatch(h, b), (reason) => this.onClose(reason));
+    if (lane) this.runLane = opened;
+    else this.control = opened;
+    opened.send(encodeWorkerFrame({ op: "hello", secret, v: WORKER_PROTOCOL, ...(lane ? { lane } : {}) }));
+    return reply;
+  }
+
+  onClosed(cb: (reason: string) => void): void {
+    if (this.closed) cb("connection closed");
+    else this.closeHandlers.push(cb);
+  }
+
+  send(header: WorkerHeader, body?: Uint8Array | string): void {
+    if (!this.closed) this.control.send(encodeWorkerFrame(header, body));
+  }
+
   /** A request with one reply (status, vars, poll, ...). */
   request(op: string, fields: Record<string, unknown> = {}, body?: Uint8Array | string): Promise<WorkerHeader> {
     if (this.closed) return Promise.reject(new PythondError("session_dead", "the session's worker is gone"));
@@ -123,8 +176,14 @@ export class WorkerLink {
       return rid;
     }
     this.runs.set(rid, handlers);
-    this.send({ op: "run", rid, ...(timeout ? { timeout } : {}) }, code);
+    this.unstarted.add(rid);
+    (this.runLane ?? this.control).send(encodeWorkerFrame({ op: "run", rid, ...(timeout ? { timeout } : {}) }, code));
     return rid;
+  }
+
+  /** How many runs wait in the worker for the cell before them (`status` reports it as queued). */
+  get queuedRuns(): number {
+    return this.unstarted.size;
   }
 
   ack(cellId: string, n: number): void {
@@ -132,20 +191,11 @@ export class WorkerLink {
   }
 
   close(): void {
-    if (!this.closed) this.socket?.end();
-    this.onClose("closed by daemon");
-  }
-
-  private onData(data: Uint8Array): void {
-    let frames;
-    try {
-      frames = this.reader.push(data);
-    } catch (e) {
-      this.socket.end();
-      this.onClose((e as Error).message);
-      return;
+    if (!this.closed) {
+      this.control?.end();
+      this.runLane?.end();
     }
-    for (const { header, body } of frames) this.dispatch(header, body);
+    this.onClose("closed by daemon");
   }
 
   private dispatch(h: WorkerHeader, body: Uint8Array): void {
@@ -171,10 +221,14 @@ export class WorkerLink {
     }
     const run = this.runs.get(rid);
     if (!run) return;
-    if (h.op === "start") run.start(String(h.cell));
+    if (h.op === "start") {
+      this.unstarted.delete(rid);
+      run.start(String(h.cell));
+    }
     else if (h.op === "out") run.out(body, String(h.cell));
     else if (h.op === "end") {
       this.runs.delete(rid);
+      this.unstarted.delete(rid);
       run.end(h);
     }
   }
@@ -182,12 +236,15 @@ export class WorkerLink {
   private onClose(reason: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.control?.end(); // one lane gone means the worker is: let go of the other too
+    this.runLane?.end();
     const err = new PythondError("session_dead", "the session's worker is gone");
     this.helloWaiter?.reject(new PythondError("session_dead", `worker closed the connection: ${reason}`));
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
     for (const r of this.runs.values()) r.lost(reason);
     this.runs.clear();
+    this.unstarted.clear();
     for (const cb of this.closeHandlers) cb(reason);
     this.closeHandlers = [];
   }

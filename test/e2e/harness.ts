@@ -213,3 +213,21 @@ export async function rawClient(sock: string, protocols: string[] = ["pythond.0.
     close: () => ws.close(),
   };
 }
+
+/** The daemon's access.log ("" before it exists). */
+export function accessLog(d: Daemon): string {
+  try {
+    return readFileSync(join(d.e.dir, "run", "pythond", "access.log"), "utf8");
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * The access log once it has a line matching `re`: the daemon writes its lines within ~20 ms
+ * (src/daemon/access-log.ts), so a test waits for the line it expects instead of reading at once.
+ */
+export async function accessLogWith(d: Daemon, re: RegExp): Promise<string> {
+  await until(() => re.test(accessLog(d)), `an access-log line matching ${re}`);
+  return accessLog(d);
+}

@@ -93,8 +93,12 @@ describe("a client killed mid-run", () => {
     const clients = Array.from({ length: 20 }, (_, i) =>
       spawnPysh(["run", "work", `import os, time\nprint('in ${i}', flush=True)\nwhile not os.path.exists(${py(flag)}): time.sleep(0.005)\norder.append(${i})`]),
     );
-    // One cell runs; the others are queued in the worker, each client waiting for its turn.
-    await until(async () => JSON.parse((await d.pysh(["status", "work"])).stdout).running.length >= 20, "all 20 cells to be queued");
+    // One cell runs; the others are queued for the worker, each client waiting for its turn.
+    const inFlight = async () => {
+      const st = JSON.parse((await d.pysh(["status", "work"])).stdout) as { running: string[]; queued: number };
+      return st.running.length + st.queued >= 20;
+    };
+    await until(inFlight, "all 20 cells to be queued");
     for (const c of clients) c.kill("SIGKILL");
     await Promise.all(clients.map((c) => c.exited));
     for (const c of clients) expect(alive(c.pid)).toBe(false);

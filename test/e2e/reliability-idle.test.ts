@@ -94,7 +94,11 @@ test("1,000 idle connections, slow senders and slow readers do not starve an act
   const readers = Array.from({ length: 3 }, () =>
     Bun.spawn([PYSH, "run", "flood", "import sys\nfor i in range(10000): sys.stdout.write('z' * 65536)"], { env: d.e.env, stdout: "pipe", stderr: "pipe" }),
   );
-  await until(async () => JSON.parse((await d.pysh(["status", "flood"])).stdout).running.length === 3, "the slow readers' cells to be queued");
+  const inFlight = async () => {
+    const st = JSON.parse((await d.pysh(["status", "flood"])).stdout) as { running: string[]; queued: number };
+    return st.running.length + st.queued === 3;
+  };
+  await until(inFlight, "the slow readers' cells to be queued");
 
   const t0 = performance.now();
   const fresh = await openWs();

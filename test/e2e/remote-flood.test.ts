@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { until } from "./harness.ts";
-import { accessLog, ClientMachine, startListening, type Listening } from "./remote-harness.ts";
+import { accessLogWith, ClientMachine, startListening, type Listening } from "./remote-harness.ts";
 
 let srv: Listening;
 let port6: number;
@@ -74,7 +74,7 @@ test("1,000 bad-token attempts do not stop a good client", async () => {
   expect(results.every((r) => r.code === 1008)).toBe(true);
   expect(refused.length).toBeGreaterThan(0); // the penalty kicked in
 
-  const log = accessLog(srv.d);
+  const log = await accessLogWith(srv.d, /reason=too_many_failures/);
   expect(log).toMatch(/reason=bad_token .*delay_ms=\d+/); // failures were slowed down
   expect(log).toContain("reason=too_many_failures");
   expect(log).not.toContain(BAD);

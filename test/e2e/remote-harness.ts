@@ -7,6 +7,8 @@ import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { Daemon, exec, makeEnv, PYCTL, PYSH, type Env, type RunResult } from "./harness.ts";
 
+export { accessLog, accessLogWith } from "./harness.ts";
+
 export interface Listening {
   d: Daemon;
   port: number;
@@ -24,15 +26,6 @@ export async function startListening(args: string[], e: Env = makeEnv(), scheme 
   const token = args.includes("--show-token") ? (await d.log.waitFor(/token=([0-9a-f]+)/))[1]! : "";
   const fingerprint = scheme === "tls" && args.includes("--show-token") ? (await d.log.waitFor(/fingerprint: ([0-9A-F:]{95})/))[1]! : "";
   return { d, port: Number(m[1]), token, fingerprint, certPath: join(e.home, ".pythond", "tls", "cert.pem") };
-}
-
-/** Reads the server's access.log. */
-export function accessLog(d: Daemon): string {
-  try {
-    return readFileSync(join(d.e.dir, "run", "pythond", "access.log"), "utf8");
-  } catch {
-    return "";
-  }
 }
 
 /** A machine with its own HOME (pins, client certificate) and no local daemon. */

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { Daemon, makeEnv, rawClient, startDaemon, until } from "./harness.ts";
-import { accessLog, startListening, type Listening } from "./remote-harness.ts";
+import { accessLog, accessLogWith, startListening, type Listening } from "./remote-harness.ts";
 
 let b: Listening;
 let a: Daemon;
@@ -131,8 +131,8 @@ describe("the proxied session", () => {
     expect((await a.pyctl(["disconnect", "other"])).stdout).toBe("OK disconnected other\n");
   });
 
-  test("B's access log sees A's proxy as an authenticated TLS peer, without the token", () => {
-    const log = accessLog(b.d);
+  test("B's access log sees A's proxy as an authenticated TLS peer, without the token", async () => {
+    const log = await accessLogWith(b.d, /event=command conn_id=\d+ peer=127\.0\.0\.1:\d+ cmd=run session=srv/);
     expect(log).toMatch(/event=auth conn_id=\d+ peer=127\.0\.0\.1:\d+ .*status=ok/);
     expect(log).toMatch(/event=command conn_id=\d+ peer=127\.0\.0\.1:\d+ cmd=run session=srv/);
     expect(log).not.toContain(token);

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { rawClient, startDaemon, type Daemon } from "./harness.ts";
+import { rawClient, startDaemon, until, type Daemon } from "./harness.ts";
 
 let d: Daemon;
 beforeAll(async () => {
@@ -74,6 +74,41 @@ describe("pythond.1 streaming", () => {
       rest += new TextDecoder().decode(m);
     }
     expect(rest).toBe("second\n");
+    c.close();
+  });
+  test("a plain print (no flush) streams while the cell runs", async () => {
+    const c = await rawClient(d.e.sock, ["pythond.1"]);
+    const flag = join(d.e.dir, "got-plain");
+    c.send(`run work\nimport os, time\nprint('early')\nwhile not os.path.exists(${JSON.stringify(flag)}): time.sleep(0.005)\n'late'`);
+    expect(String(await c.next())).toMatch(/^CELL [0-9a-f]{12}$/);
+    expect(new TextDecoder().decode((await c.next()) as ArrayBuffer)).toBe("early\n");
+    writeFileSync(flag, "");
+    expect(new TextDecoder().decode((await c.next()) as ArrayBuffer)).toBe("late\n");
+    expect(await c.next()).toBe("OK");
+    c.close();
+  });
+  test("pipelined runs on one connection are answered in order, and a command after them waits", async () => {
+    await d.pysh(["new", "other"]);
+    const c = await rawClient(d.e.sock, ["pythond.1"]);
+    const flag = join(d.e.dir, "go-pipeline");
+    c.send(`run work\nimport os, time\nseq = []\nwhile not os.path.exists(${JSON.stringify(flag)}): time.sleep(0.005)`);
+    for (let i = 0; i < 20; i++) c.send(`run work\nseq.append(${i}); ${i}`);
+    c.send("run other\n'other'");
+    c.send("run work\nlen(seq)");
+    // The 20 runs behind the blocked one are already with the worker; `other` and the last wait.
+    await until(async () => JSON.parse((await d.pysh(["status", "work"])).stdout).queued === 20, "20 runs queued in the worker");
+    writeFileSync(flag, "");
+    const texts: string[] = [];
+    let finals = 0;
+    while (finals < 23) {
+      const m = await c.next();
+      if (typeof m !== "string") texts.push(new TextDecoder().decode(m).trimEnd());
+      else if (m === "OK" || m.startsWith("ERR")) {
+        expect(m).toBe("OK");
+        finals++;
+      }
+    }
+    expect(texts).toEqual([...Array.from({ length: 20 }, (_, i) => String(i)), "other", "20"]);
     c.close();
   });
   test("errors end with ERR execution failed", async () => {

@@ -8,12 +8,12 @@ from _pythond import execute  # noqa: E402
 checks = 0
 
 
-def run(code, ns):
+def run(code, ns, filename="<cell-test>"):
     buf = io.StringIO()
     old = sys.stdout
     sys.stdout = buf
     try:
-        r = execute.execute(code, ns, "<cell-test>")
+        r = execute.execute(code, ns, filename)
     finally:
         sys.stdout = old
     return r, buf.getvalue()
@@ -57,4 +57,22 @@ r, out = run("", ns)
 check(r.ok and out == "", "empty cell")
 r, out = run("# only a comment", ns)
 check(r.ok and out == "", "comment only")
+
+# linecache: a cell that leaves no code behind leaves no source behind; one that defines a
+# function keeps it, so a traceback from a later cell still shows the function's lines.
+import linecache  # noqa: E402
+
+before = set(linecache.cache)
+r, out = run("x + 1", ns, "<cell-quick>")
+r, out = run("y = x * 2\ny", ns, "<cell-quick2>")
+check(r.ok and not (set(linecache.cache) - before), "quick cells add nothing to linecache")
+r, out = run("def g():\n    raise KeyError('from g')", ns, "<cell-def>")
+check(r.ok and "<cell-def>" in linecache.cache, "a cell defining a function keeps its source")
+r, out = run("g()", ns, "<cell-call>")
+check(not r.ok and "    raise KeyError('from g')" in r.error and 'File "<cell-def>", line 2, in g' in r.error,
+      "a later cell's traceback shows the function's source: %r" % r.error)
+r, out = run("  x", ns, "<cell-indent>")
+check(not r.ok and "IndentationError" in r.error, "a leading indent is refused as by the REPL")
+r, out = run("x;", ns, "<cell-semi>")
+check(r.ok and out == "42\n", "an expression statement with a semicolon is shown, as at >>>")
 print("ok %d checks" % checks)

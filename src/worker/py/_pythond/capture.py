@@ -19,9 +19,11 @@ import os
 import select
 import termios
 import threading
+import time
 
 FLUSH_AT = 65536
 TICK = 0.05
+IDLE_AFTER = 2.0
 
 _cells_by_thread = {}
 PIPE_LOCK = threading.RLock()
@@ -80,6 +82,8 @@ class Out(object):
             self.size += len(data)
             if self.size >= FLUSH_AT:
                 self._flush_locked()
+        if _capture.sleeping:
+            _capture.touch()
 
     def flush(self):
         with self.lock:
@@ -100,17 +104,30 @@ class Out(object):
 
 
 class Capture(object):
-    """Owns the fd 1/2 pipe and its reader thread."""
+    """Owns the fd 1/2 pipe and its reader thread.
+
+    The thread ticks every TICK while anything may have output waiting (a cell owns the fds, fire
+    cells run, or there was activity in the last IDLE_AFTER seconds): each tick flushes buffered
+    Python text of every cell, and calls on_tick (the worker flushes its corked run lanes there),
+    so a long cell's output streams. Idle, it sleeps on the pipe alone, and whoever brings work
+    wakes it (wake()); the hysteresis keeps a burst of quick cells from waking it per cell.
+    """
 
     def __init__(self, terminal_sink):
         self.read_fd, write_fd = os.pipe()
         os.dup2(write_fd, 1)
         os.dup2(write_fd, 2)
         os.close(write_fd)
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
         self.owner = None
         self.terminal = Out(terminal_sink)
         self.active = set()
         self.active_lock = threading.Lock()
+        self.active_at = time.monotonic()
+        self.sleeping = False
+        self.on_tick = None
         global _capture
         _capture = self
 
@@ -121,6 +138,7 @@ class Capture(object):
     def register(self, out):
         with self.active_lock:
             self.active.add(out)
+        self.touch()
 
     def unregister(self, out):
         with self.active_lock:
@@ -130,18 +148,53 @@ class Capture(object):
         with PIPE_LOCK:
             _drain_locked(self.owner)
             self.owner = out
+        if out is not None:
+            self.touch()
+
+    def touch(self):
+        """Work arrived: make sure the thread ticks (it checks `active_at` before sleeping)."""
+        self.active_at = time.monotonic()
+        if self.sleeping:
+            self.sleeping = False
+            try:
+                os.write(self.wake_w, b"x")
+            except OSError:
+                pass
+
+    def _busy(self):
+        return (self.owner is not None or self.active or self.terminal.pending
+                or time.monotonic() - self.active_at < IDLE_AFTER)
 
     def _loop(self):
+        fds = [self.read_fd, self.wake_r]
         while True:
-            ready, _, _ = select.select([self.read_fd], [], [], TICK)
-            if ready:
-                with PIPE_LOCK:
-                    _drain_locked(self.owner)
+            timeout = TICK
+            if not self._busy():
+                self.sleeping = True
+                if self._busy():  # work came while we decided (touch() saw sleeping False)
+                    self.sleeping = False
+                else:
+                    timeout = None
+            ready, _, _ = select.select(fds, [], [], timeout)
+            self.sleeping = False
+            if self.wake_r in ready:
+                try:
+                    os.read(self.wake_r, 4096)
+                except OSError:
+                    pass
+            with PIPE_LOCK:
+                owner = self.owner
+                if owner is not None:
+                    owner.flush()
+                if self.read_fd in ready:
+                    _drain_locked(owner)
             with self.active_lock:
                 outs = list(self.active)
             for out in outs:
                 out.flush()
             self.terminal.flush()
+            if self.on_tick is not None:
+                self.on_tick()
 
 
 _capture = None
@@ -169,9 +222,14 @@ def _drain_locked(owner):
         target.deliver_raw(data)
 
 
-def drain_owner():
+def release_owner(out):
+    """The end of a sync cell: its Python text, then what its fds wrote, then no owner."""
     with PIPE_LOCK:
-        _drain_locked(_capture.owner)
+        try:
+            out.flush()
+            _drain_locked(out)
+        finally:
+            _capture.owner = None
 
 
 class Router(io.TextIOBase):

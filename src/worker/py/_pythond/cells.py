@@ -6,48 +6,63 @@ WINDOW bytes ahead of the acknowledgements waits, so a slow client slows the cel
 filling memory. If the subscriber goes away (client or daemon gone), the cell runs on and its
 output stays in the record for `poll`/`wait`.
 """
-import binascii
 import collections
 import os
+import random
 import threading
 import time
 
-from . import capture
+from . import capture, wire
 
 KEEP = 8 << 20
 WINDOW = 1 << 20
 CHUNK = 256 << 10
 MAX_CELLS = int(os.environ.get("PYTHOND_MAX_CELLS", "1000"))
 MIN_AGE = 300.0
+MAX_AGE = MIN_AGE * 12  # finished cells older than an hour go, however few there are
 MAX_KEPT_BYTES = 128 << 20
 LOG_OUTPUT_MAX = 64 << 10
-SCAN_EVERY = 16
-SCAN_BYTES = 1 << 20
+RECOUNT_EVERY = 256
+
+
+_ids = random.Random(os.urandom(16))  # seeded once: an id costs no system call
 
 
 def new_id():
-    return binascii.hexlify(os.urandom(6)).decode()
+    return "%012x" % _ids.getrandbits(48)
+
+
+# One lock for the streaming state of every cell, with a condition for the rare waits (a cell
+# ahead of its acks, a `wait` request). `with _LOCK` is C; notify only when someone waits.
+_LOCK = threading.Lock()
+_COND = threading.Condition(_LOCK)
+
+
+def _wake_locked():
+    if _COND._waiters:
+        _COND.notify_all()
 
 
 class Cell(object):
+    # Defaults every cell starts with (a class attribute costs nothing per cell until changed).
+    status = "running"
+    ended = None
+    error = ""
+    exit_code = None
+    kept = 0
+    dropped = 0
+    sub = None  # (conn, rid) of whoever streams the output
+    unacked = 0
+    thread_ident = None
+    counted = 0  # what Cells counts of this cell's output (set once it has ended)
+
     def __init__(self, kind, code):
         self.id = new_id()
         self.kind = kind
         self.code = code
-        self.status = "running"
         self.started = time.time()
-        self.ended = None
-        self.error = ""
-        self.exit_code = None
         self.extra = {}
         self.chunks = collections.deque()
-        self.kept = 0
-        self.dropped = 0
-        self.sub = None  # (conn, rid)
-        self.unacked = 0
-        self.cond = threading.Condition()
-        self.thread_ident = None
-        self.done_event = threading.Event()
         self.out = capture.Out(self._sink)
 
     # -- output -----------------------------------------------------------------------------
@@ -68,13 +83,14 @@ class Cell(object):
             old = self.chunks.popleft()
             self.kept -= len(old)
             self.dropped += len(old)
-        with self.cond:
+        with _LOCK:
             while self.sub is not None and self.unacked > WINDOW:
-                self.cond.wait(1.0)
+                self.sub[0].flush()  # a corked run lane: what waits for an ack must be sent
+                _COND.wait(1.0)
             sub = self.sub
             if sub is not None:
                 self.unacked += len(data)
-        if sub is not None and not sub[0].send({"op": "out", "rid": sub[1], "cell": self.id}, data):
+        if sub is not None and not sub[0].send(wire.cell_header("out", sub[1], self.id), data):
             self.detach(sub[0])
 
     def output_bytes(self):
@@ -87,20 +103,27 @@ class Cell(object):
         return self.output_bytes().decode("utf-8", "replace").rstrip("\n")
 
     def subscribe(self, conn, rid):
-        with self.cond:
+        with _LOCK:
             self.sub = (conn, rid)
             self.unacked = 0
 
+    def unsubscribe(self):
+        """The cell has ended: returns (conn, rid) of whoever streamed it, if anyone did."""
+        with _LOCK:
+            sub, self.sub = self.sub, None
+            _wake_locked()
+        return sub
+
     def ack(self, n):
-        with self.cond:
+        with _LOCK:
             self.unacked = max(0, self.unacked - n)
-            self.cond.notify_all()
+            _wake_locked()
 
     def detach(self, conn):
-        with self.cond:
+        with _LOCK:
             if self.sub is not None and self.sub[0] is conn:
                 self.sub = None
-                self.cond.notify_all()
+                _wake_locked()
 
     # -- result ------------------------------------------------------------------------------
     def finish(self, result, history=None):
@@ -112,8 +135,14 @@ class Cell(object):
         self.exit_code = result.exit_code
         if history is not None:
             history.record(self, result.ok)
-        self.status = "done" if result.ok else "error"
-        self.done_event.set()
+        with _LOCK:
+            self.status = "done" if result.ok else "error"
+            _wake_locked()
+
+    def wait_done(self, timeout=None):
+        """True once the cell has ended (False if timeout seconds passed first)."""
+        with _LOCK:
+            return _COND.wait_for(lambda: self.status != "running", timeout)
 
     def poll_json(self):
         d = {"cell_id": self.id, "status": self.status, "output": self.output_text()}
@@ -132,19 +161,34 @@ class Cells(object):
         self.by_id = collections.OrderedDict()
         self.lock = threading.Lock()
         self.count = 0
-        self._adds = 0
-        self._prev = None
+        self.kept_bytes = 0  # output kept by ended cells (as counted when they were settled)
+        self._unsettled = []  # cells not counted yet: running when last looked at
 
     def add(self, cell):
         with self.lock:
             self.by_id[cell.id] = cell
             self.count += 1
-            # Summing the sizes of all kept cells is O(cells) (~200 us a cell at 1000 cells): do
-            # it every SCAN_EVERY adds, or at once after a cell that kept over SCAN_BYTES. The
-            # count and age rules apply on every add.
-            prev, self._prev = self._prev, cell
-            self._adds += 1
-            self._evict_locked(self._adds % SCAN_EVERY == 0 or (prev is not None and prev.kept > SCAN_BYTES))
+            self._unsettled.append(cell)
+            self._settle_locked()
+            self._evict_locked()
+
+    def _settle_locked(self):
+        """Counts the output of cells that ended since the last add: O(cells still running).
+        A thread of an ended cell may still write into it; a full recount every RECOUNT_EVERY
+        adds corrects that drift."""
+        still = []
+        for c in self._unsettled:
+            if c.status == "running":
+                still.append(c)
+            else:
+                c.counted = c.kept
+                self.kept_bytes += c.counted
+        self._unsettled = still
+        if self.count % RECOUNT_EVERY == 0:
+            for c in self.by_id.values():
+                if c.status != "running":
+                    c.counted = c.kept
+            self.kept_bytes = sum(c.counted for c in self.by_id.values())
 
     def get(self, cell_id):
         return self.by_id.get(cell_id)
@@ -157,73 +201,87 @@ class Cells(object):
         with self.lock:
             return [c for c in self.by_id.values() if c.status == "running"]
 
-    def _evict_locked(self, full=True):
+    def _evict_locked(self):
         """Oldest finished cells first, up to the first one that may stay: O(cells evicted)."""
+        if len(self.by_id) <= MAX_CELLS and self.kept_bytes <= MAX_KEPT_BYTES:
+            oldest = next(iter(self.by_id.values()))
+            if oldest.ended is None or time.time() - oldest.ended <= MAX_AGE:
+                return  # the usual case: nothing to evict, decided without a loop
         now = time.time()
-        kept_bytes = sum(c.kept for c in self.by_id.values() if c.status != "running") if full else 0
         victims = []
         for c in self.by_id.values():
             if c.status == "running":
                 continue
             too_many = len(self.by_id) - len(victims) > MAX_CELLS
-            too_big = kept_bytes > MAX_KEPT_BYTES
-            old = c.ended is not None and now - c.ended > MIN_AGE * 12
+            too_big = self.kept_bytes > MAX_KEPT_BYTES
+            old = c.ended is not None and now - c.ended > MAX_AGE
             if not (too_many or too_big or old):
                 break
             victims.append(c)
-            kept_bytes -= c.kept
+            self.kept_bytes -= c.counted
         for c in victims:
             del self.by_id[c.id]
 
 
 class History(object):
-    """~/.pythond/sessions/<name>/history.py (successful cells) and session.log (every cell)."""
+    """~/.pythond/sessions/<name>/history.py (successful cells) and session.log (every cell).
+
+    Written with one os.write per file and cell (O_APPEND), before the cell is seen finished."""
 
     def __init__(self, directory):
         self.dir = directory
         self.lock = threading.Lock()
         self.hist = None
         self.log = None
+        self._ts = (None, "")
         if directory is None:
             return  # a warm spare: no session yet, so no history
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
             os.chmod(directory, 0o700)
-            self.hist = open(os.path.join(directory, "history.py"), "a", encoding="utf-8")
-            self.log = open(os.path.join(directory, "session.log"), "a", encoding="utf-8")
-            for f in (self.hist, self.log):
-                os.chmod(f.name, 0o600)
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+            self.hist = os.open(os.path.join(directory, "history.py"), flags, 0o600)
+            self.log = os.open(os.path.join(directory, "session.log"), flags, 0o600)
+            for fd in (self.hist, self.log):
+                os.fchmod(fd, 0o600)
         except OSError:
             pass  # history is a convenience; a read-only home must not stop the session
+
+    def _stamp(self, t):
+        sec = int(t)
+        if self._ts[0] != sec:
+            self._ts = (sec, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sec)))
+        return self._ts[1]
+
+    @staticmethod
+    def _write(fd, text):
+        if fd is not None:
+            os.write(fd, text.encode("utf-8", "backslashreplace"))
 
     def note(self, text):
         """A line in session.log about the session itself (not a cell)."""
         with self.lock:
             try:
-                if self.log is not None:
-                    self.log.write("# [%s] %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), text))
-                    self.log.flush()
-            except (OSError, ValueError):
+                self._write(self.log, "# [%s] %s\n" % (self._stamp(time.time()), text))
+            except OSError:
                 pass
 
     def record(self, cell, ok):
-        ts = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(cell.started))
         code = cell.code.rstrip("\n")
         with self.lock:
+            ts = self._stamp(cell.started)
             try:
-                if ok and self.hist is not None:
-                    self.hist.write("\n# [%s]\n%s\n" % (ts, code))
-                    self.hist.flush()
+                if ok:
+                    self._write(self.hist, "\n# [%s]\n%s\n" % (ts, code))
                 if self.log is not None:
                     out = cell.output_text()
                     if not ok:
                         out = (out + "\n" + cell.error) if out else cell.error
                     if len(out) > LOG_OUTPUT_MAX:
                         out = out[:LOG_OUTPUT_MAX] + "\n... (%d more characters not logged)" % (len(out) - LOG_OUTPUT_MAX)
-                    lines = ["# [%s] %s" % (ts, "OK" if ok else "ERROR"), code]
+                    head = "# [%s] %s\n%s\n" % (ts, "OK" if ok else "ERROR", code)
                     if out:
-                        lines.extend("# > " + line for line in out.split("\n"))
-                    self.log.write("\n".join(lines) + "\n")
-                    self.log.flush()
-            except (OSError, ValueError):
+                        head += "# > " + out.replace("\n", "\n# > ") + "\n"
+                    self._write(self.log, head)
+            except OSError:
                 pass

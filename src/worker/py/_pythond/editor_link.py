@@ -127,7 +127,7 @@ class Editors(object):
         t = msg.get("t")
         if t == "exec":
             code = msg.get("code", "")
-            self.w.jobs.put(lambda: human.run_block(self.w, self.term, code))
+            self.w.post(lambda: human.run_block(self.w, self.term, code))
         elif t == "complete":
             ed.send({"t": "matches", "id": msg.get("id"), "m": human.complete(self.w.ns, msg.get("text", ""))})
         elif t == "int":

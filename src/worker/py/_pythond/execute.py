@@ -53,24 +53,53 @@ def _compile_eval(source, tree, filename):
     return compile(tree, filename, "eval", flags=_ASYNC_FLAG)
 
 
+def _defines_code(co):
+    """True if code objects made by co can outlive the cell (functions, classes, lambdas...)."""
+    return any(isinstance(c, types.CodeType) for c in co.co_consts)
+
+
+def _show(value, ns):
+    if value is not None:
+        ns["_"] = value
+        sys.stdout.write((value if isinstance(value, str) else repr(value)) + "\n")
+
+
 def execute(code, ns, filename):
-    """Runs code in ns. Returns a Result; output goes to sys.stdout as the REPL would show it."""
+    """Runs code in ns. Returns a Result; output goes to sys.stdout as the REPL would show it.
+
+    The source goes into linecache (for tracebacks and inspect) when the cell fails, or when it
+    made code that outlives it (a function); a cell like `x + 1` leaves nothing behind."""
     result = Result()
-    _register_source(filename, code)
+    keep = False
     try:
+        co = None
+        if code[:1] not in ("", " ", "\t", "\n", "\r", "\f"):
+            try:  # the common quick cell, one expression: one compile, no syntax tree
+                co = compile(code, filename, "eval", flags=_ASYNC_FLAG)
+            except SyntaxError:
+                pass
+        if co is not None:
+            keep = _defines_code(co)
+            if keep:
+                _register_source(filename, code)
+            _show(_run_code(co, ns), ns)
+            return result
         tree = ast.parse(code, filename, "exec")
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = ast.Expression(tree.body.pop().value)
+        body = None
         if tree.body:
             # A cell of statements only compiles from its source: twice as fast as from the tree.
-            _run_code(compile(code if last is None else tree, filename, "exec", flags=_ASYNC_FLAG), ns)
-        if last is not None:
-            value = _run_code(_compile_eval(code if not tree.body else None, last, filename), ns)
-            if value is not None:
-                ns["_"] = value
-                text = value if isinstance(value, str) else repr(value)
-                sys.stdout.write(text + "\n")
+            body = compile(code if last is None else tree, filename, "exec", flags=_ASYNC_FLAG)
+        tail = _compile_eval(code if not tree.body else None, last, filename) if last is not None else None
+        keep = (body is not None and _defines_code(body)) or (tail is not None and _defines_code(tail))
+        if keep:
+            _register_source(filename, code)
+        if body is not None:
+            _run_code(body, ns)
+        if tail is not None:
+            _show(_run_code(tail, ns), ns)
     except SystemExit as e:
         result.ok = False
         code_ = e.code
@@ -78,6 +107,8 @@ def execute(code, ns, filename):
         result.error = "exit(%s)" % ("0" if code_ is None else code_)
     except BaseException as e:  # noqa: B902 - KeyboardInterrupt is a cell result here
         result.ok = False
+        if not keep:
+            _register_source(filename, code)
         result.error = format_exception(e)
     return result
 

@@ -174,20 +174,24 @@ class AgentShow(object):
 
     def __init__(self, term, cell):
         self.term = term
+        self.cell = cell
         self.orig = cell.out.sink
         self.tail = b""
         self.skipped = 0
         self.ends_nl = True
         self.live = False
-        lines = cell.code.strip("\n").split("\n")
+        cell.out.sink = self
+        if term.viewers:
+            self._go_live()
+
+    @property
+    def header(self):
+        lines = self.cell.code.strip("\n").split("\n")
         first = lines[0].rstrip() if lines else ""
         if len(first) > 200:
             first = first[:200] + "..."
         more = "  (+%d lines)" % (len(lines) - 1) if len(lines) > 1 else ""
-        self.header = ("[ai] run: %s%s\n" % (first, more)).encode("utf-8", "backslashreplace")
-        cell.out.sink = self
-        if term.viewer_count():
-            self._go_live()
+        return ("[ai] run: %s%s\n" % (first, more)).encode("utf-8", "backslashreplace")
 
     def _go_live(self):
         self.live = True
@@ -196,7 +200,7 @@ class AgentShow(object):
 
     def __call__(self, data):
         self.orig(data)
-        if not self.live and self.term.viewer_count():
+        if not self.live and self.term.viewers:  # a dict read: no lock needed to peek
             self._go_live()
         if self.live:
             self.term.write(data)
@@ -217,16 +221,24 @@ class AgentShow(object):
     def end(self, cell):
         if cell.out.sink is self:
             cell.out.sink = self.orig
+        if self.live:
+            self.term.write(self.render())
+            self.term.resume_editor()
+        else:
+            self.term.stray(self)  # rendered when shown: nobody may ever attach
+
+    def size(self):
+        """About what render() will give (for the bound on what waits for an attach)."""
+        return len(self.cell.code) + len(self.tail) + len(self.cell.error) + 80
+
+    def render(self):
+        """What is still to be shown of the ended cell: header unless live, tail, error."""
         text = self._take_tail() if self.live else self.header + self._take_tail()
         if not self.ends_nl:
             text += b"\n"
-        if cell.status == "error" and cell.error:
-            text += (cell.error + "\n").encode("utf-8", "backslashreplace")
-        if self.live:
-            self.term.write(text)
-            self.term.resume_editor()
-        else:
-            self.term.stray(text)
+        if self.cell.status == "error" and self.cell.error:
+            text += (self.cell.error + "\n").encode("utf-8", "backslashreplace")
+        return text
 
 
 def agent_begin(w, cell):

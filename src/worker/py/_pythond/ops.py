@@ -27,11 +27,13 @@ def fail(conn, rid, code, message):
 
 
 def send_end(cell):
-    with cell.cond:
-        sub = cell.sub
-        cell.sub = None
-        cell.cond.notify_all()
-    if sub is not None:
+    sub = cell.unsubscribe()
+    if sub is None:
+        return
+    if cell.status == "done" and type(sub[1]) is int:  # every quick cell: no JSON encoder needed
+        sub[0].send(('{"op":"end","rid":%d,"cell":"%s","ok":true,"error":"","exit_code":null}'
+                     % (sub[1], cell.id)).encode())
+    else:
         sub[0].send({"op": "end", "rid": sub[1], "cell": cell.id, "ok": cell.status == "done",
                      "error": cell.error, "exit_code": _jsonable(cell.exit_code)})
 
@@ -46,7 +48,10 @@ def handle(w, conn, h, body):
     if not conn.authed:
         if op == "hello" and hmac.compare_digest(str(h.get("secret", "")), w.secret):
             conn.authed = True
-            conn.send({"op": "hello", "ok": True, "v": WORKER_PROTOCOL, "pid": os.getpid(), "name": w.name})
+            if h.get("lane") == "run":
+                conn.lane = "run"  # read by the main thread from now on (server.py)
+            conn.send({"op": "hello", "ok": True, "v": WORKER_PROTOCOL, "pid": os.getpid(), "name": w.name,
+                       "lanes": ["run"]})
         else:
             conn.send({"op": "hello", "ok": False, "v": WORKER_PROTOCOL, "error": "bad secret"})
             conn.closed = True
@@ -62,12 +67,8 @@ def handle(w, conn, h, body):
 
 
 def op_run(w, conn, rid, h, body):
-    cell = cells.Cell("run", body.decode("utf-8", "replace"))
-    w.cells.add(cell)
-    cell.subscribe(conn, rid)
-    conn.send({"op": "start", "rid": rid, "cell": cell.id})
-    timeout = h.get("timeout")
-    w.jobs.put(lambda: w.run_sync(cell, timeout))
+    # A run on this connection (a daemon that opened no run lane) waits for the main thread.
+    w.post(lambda: w.run_frame(conn, rid, h, body))
 
 
 def op_ack(w, conn, rid, h, body):
@@ -125,7 +126,7 @@ def op_wait(w, conn, rid, h, body):
     timeout = h.get("timeout")
 
     def waiter():
-        finished = cell.done_event.wait(timeout)
+        finished = cell.wait_done(timeout)
         d = cell.poll_json()
         if not finished:
             d["timed_out"] = True

@@ -1,8 +1,10 @@
 """The worker's life: set-up, the IO thread serving daemon connections, the main-thread queue."""
 import builtins
+import collections
 import json
 import os
 import queue
+import select
 import selectors
 import signal
 import socket
@@ -10,7 +12,7 @@ import sys
 import threading
 import time
 
-from . import capture, cells, execute, human, ops, terminal
+from . import capture, cells, execute, human, ops, terminal, wire
 
 WORKER_PROTOCOL = 1
 
@@ -22,7 +24,15 @@ class Worker(object):
         self.secret = config["secret"]
         self.ns = {"__name__": "__main__", "__builtins__": builtins, "__doc__": None}
         self.cells = cells.Cells()
-        self.jobs = queue.SimpleQueue()  # put/get in C: the IO -> main thread hand-off of every cell
+        self.jobs = queue.SimpleQueue()  # work for the main thread from other threads (post)
+        self.runs = collections.deque()  # run frames read from the run lanes, not yet started
+        self.lanes = {}  # fd -> Conn: run lanes, read by the main thread
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.main_poll = select.poll()
+        self.main_poll.register(self.wake_r, select.POLLIN)
+        self.corked = None  # the connection of the running `run` cell, while its frames gather
         self.sync_cell = None
         self.history = cells.History(config["session_dir"])
         self.runtime_dir = os.path.dirname(config["record"])
@@ -71,6 +81,7 @@ class Worker(object):
         self._install_input()
         signal.signal(signal.SIGINT, self._on_sigint)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        self.capture.on_tick = self._flush_corked
         self.capture.start()
         terminal.install(self, ops.HANDLERS)  # the PTY, its relay thread, the attach ops
         threading.Thread(target=self._io_loop, name="pythond-io", daemon=True).start()
@@ -196,12 +207,20 @@ class Worker(object):
                     sel.unregister(conn.sock)
                     self._drop(conn)
                     continue
-                for header, body in frames:
+                for i, (header, body) in enumerate(frames):
                     try:
                         ops.handle(self, conn, header, body)
                     except Exception as e:  # a bad request must never kill the IO thread
                         conn.send({"op": "reply", "rid": header.get("rid"), "ok": False,
                                    "code": "internal", "error": "worker: %s: %s" % (type(e).__name__, e)})
+                    if conn.lane == "run":
+                        # From now on the main thread reads this connection (frames that came
+                        # with the hello go with it).
+                        sel.unregister(conn.sock)
+                        self.conns.pop(conn.sock.fileno(), None)
+                        rest = frames[i + 1:]
+                        self.post(lambda c=conn, r=rest: self._adopt_lane(c, r))
+                        break
 
     def _reaper(self):
         """--idle-timeout: end the session once nobody has used it for that long (nothing running)."""
@@ -237,43 +256,114 @@ class Worker(object):
             pass
 
     # -- main thread -------------------------------------------------------------------------
+    def post(self, job):
+        """Queues job for the main thread (human blocks, run lanes, runs on the IO connection)."""
+        self.jobs.put(job)
+        try:
+            os.write(self.wake_w, b"x")
+        except OSError:
+            pass  # the pipe is full: the main thread is awake anyway
+
     def run_forever(self):
+        """The main thread waits on its run lanes and its job queue together, and runs a `run`
+        frame where it reads it: no hand-off between threads for a cell, so a quick cell costs
+        one wake-up of this process. While a cell runs, the IO thread serves everything else
+        (int, acks, poll, fire, attach); further runs wait in the socket, in order."""
         while True:
             try:
-                job = self.jobs.get()
-                job()
+                self._serve_main()
             except KeyboardInterrupt:
                 continue  # a SIGINT that arrived between cells
+
+    def _serve_main(self):
+        poll = self.main_poll.poll
+        while True:
+            while True:
+                try:
+                    job = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                job()
+            if self.runs:
+                conn, h, body = self.runs.popleft()
+                self.run_frame(conn, h.get("rid"), h, body)
+                continue
+            for fd, _ in poll():
+                if fd == self.wake_r:
+                    try:
+                        os.read(self.wake_r, 4096)
+                    except OSError:
+                        pass
+                    continue
+                conn = self.lanes.get(fd)
+                if conn is not None:
+                    self._read_lane(conn)
+
+    def _adopt_lane(self, conn, frames):
+        self.lanes[conn.sock.fileno()] = conn
+        self.main_poll.register(conn.sock.fileno(), select.POLLIN)
+        self._queue_runs(conn, frames)
+
+    def _read_lane(self, conn):
+        try:
+            data = conn.sock.recv(1 << 20)
+        except OSError:
+            data = b""
+        frames = None
+        if data:
+            try:
+                frames = conn.feed(data)
+            except ValueError:
+                data = b""
+        if not data:
+            fd = conn.sock.fileno()
+            self.lanes.pop(fd, None)
+            try:
+                self.main_poll.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+            self._drop(conn)
+            return
+        self._queue_runs(conn, frames)
+
+    def _queue_runs(self, conn, frames):
+        for h, body in frames:
+            if h.get("op") == "run":
+                self.runs.append((conn, h, body))
+            else:
+                conn.send({"op": "reply", "rid": h.get("rid"), "ok": False, "code": "internal",
+                           "error": "worker: only run goes on the run lane (got %r)" % h.get("op")})
+
+    def run_frame(self, conn, rid, h, body):
+        """One `run` request, on the main thread: start, output and end go out corked (wire.py)."""
+        self.last_activity = time.time()
+        cell = cells.Cell("run", body.decode("utf-8", "replace"))
+        self.cells.add(cell)
+        cell.subscribe(conn, rid)
+        conn.cork()
+        self.corked = conn
+        try:
+            conn.send(wire.cell_header("start", rid, cell.id))
+            self.run_sync(cell, h.get("timeout"))
+        finally:
+            self.corked = None
+            conn.uncork()
+
+    def _flush_corked(self):
+        """Capture thread, every tick: what a running cell has sent so far goes out."""
+        conn = self.corked
+        if conn is not None and conn.wbuf:
+            conn.flush()
 
     def run_sync(self, cell, timeout):
         """Runs on the main thread: one sync cell, output owned by it (fds included)."""
         show = human.agent_begin(self, cell)  # `[ai] run: ...` on the attached terminal
-        timer = None
-        if timeout:
-            timer = threading.Timer(timeout, self._timeout, (cell,))
-            timer.daemon = True
-            timer.start()
-        capture.bind_thread(cell.out)
-        self.capture.set_owner(cell.out)
         try:
-            # From here SIGINT raises KeyboardInterrupt (_on_sigint), so inside the try: one landing
-            # before it would escape run_sync, and the cell would never end.
-            self.sync_cell = cell
-            result = execute.execute(cell.code, self.ns, "<cell-%s>" % cell.id)
-        except KeyboardInterrupt:  # landed between our own statements
+            result = self._execute_sync(cell, timeout)
+        except KeyboardInterrupt:  # a second SIGINT landed in our own clean-up, before sync_cell was cleared
             result = execute.Result()
             result.ok = False
             result.error = "KeyboardInterrupt"
-        finally:
-            self.sync_cell = None
-            if timer is not None:
-                timer.cancel()
-        try:
-            sys.stdout.flush()
-            capture.drain_owner()
-        finally:
-            self.capture.set_owner(None)
-            capture.bind_thread(None)
         if cell.extra.get("timed_out"):
             result.ok = False
             result.error = (result.error + "\n" if result.error else "") + \
@@ -282,6 +372,34 @@ class Worker(object):
         ops.send_end(cell)
         if show is not None:
             show.end(cell)
+
+    def _execute_sync(self, cell, timeout):
+        timer = None
+        if timeout:
+            timer = threading.Timer(timeout, self._timeout, (cell,))
+            timer.daemon = True
+            timer.start()
+        capture.bind_thread(cell.out)
+        self.capture.set_owner(cell.out)
+        try:
+            try:
+                # From here SIGINT raises KeyboardInterrupt (_on_sigint), so inside the try: one
+                # landing before it would escape, and the cell would never end.
+                self.sync_cell = cell
+                result = execute.execute(cell.code, self.ns, "<cell-%s>" % cell.id)
+            except KeyboardInterrupt:  # landed between our own statements
+                result = execute.Result()
+                result.ok = False
+                result.error = "KeyboardInterrupt"
+        finally:
+            self.sync_cell = None
+            if timer is not None:
+                timer.cancel()
+            try:
+                capture.release_owner(cell.out)
+            finally:
+                capture.bind_thread(None)
+        return result
 
     def _timeout(self, cell):
         if self.sync_cell is cell:

@@ -21,6 +21,7 @@ Flow control: the relay thread never waits for a client. The daemon reads the wo
 time and drops output for a client that falls behind. Typed input is queued up to INPUT_MAX bytes
 while the PTY does not take it (a block running that does not read); beyond that it is dropped.
 """
+import collections
 import os
 import select
 import struct
@@ -56,6 +57,8 @@ class Terminal(object):
         os.set_blocking(self.master, False)
         self.lock = threading.RLock()  # ring, viewers, input queue
         self.ring = bytearray()
+        self.later = collections.deque()  # shown at the next attach (stray)
+        self.later_size = 0
         self.viewers = {}  # daemon Conn -> set of attachment ids
         self.inq = bytearray()
         self.dropped_input = 0
@@ -96,7 +99,22 @@ class Terminal(object):
             return sum(len(a) for a in self.viewers.values())
 
     def stray(self, data):
-        """Output of no cell: through the editor, which clears its prompt line first."""
+        """Output of no cell, or an ended agent cell (human.AgentShow, rendered when shown). With
+        nobody attached it waits in `later` (about its last RING_MAX bytes) and reaches the PTY at
+        the next attach, before the scrollback is replayed: a session nobody watches spends no
+        PTY round trip per cell."""
+        with self.lock:
+            if not self.viewers:
+                self.later.append(data)
+                self.later_size += len(data) if type(data) is bytes else min(data.size(), RING_MAX)
+                while self.later_size > RING_MAX and len(self.later) > 1:
+                    old = self.later.popleft()
+                    self.later_size -= len(old) if type(old) is bytes else min(old.size(), RING_MAX)
+                return
+        self._show(data if type(data) is bytes else data.render())
+
+    def _show(self, data):
+        """Through the editor, which clears its prompt line first; or straight onto the PTY."""
         if not self.editors.send({"t": "print", "data": data.decode("latin-1")}):
             self.write(data)
 
@@ -115,6 +133,14 @@ class Terminal(object):
         self.editors.ensure()
         if rows and cols:
             set_size(self.master, rows, cols)
+        with self.lock:
+            later = b"".join(d if type(d) is bytes else d.render() for d in self.later)[-RING_MAX:]
+            self.later.clear()
+            self.later_size = 0
+        if later:
+            # Written before this client is registered: the relay puts it in the ring (replayed
+            # below) or, if it reads it after, sends it live; either way once, and in order.
+            self._show(later)
         with self.lock:
             # Reply, replay and registration under one lock: live output is either in the replay
             # or sent after it, never both and never lost.

@@ -9,18 +9,35 @@ import threading
 
 _PREFIX = struct.Struct(">II")
 MAX_FRAME = 1 << 31
+CORK_MAX = 64 << 10
 
 
 _encode_json = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps would build one per call
 
 
 def encode(header, body=b""):
-    h = _encode_json(header).encode("utf-8")
+    """header: a dict, or JSON text already encoded (cell_header)."""
+    h = header if type(header) is bytes else _encode_json(header).encode("utf-8")
     return _PREFIX.pack(4 + len(h) + len(body), len(h)) + h, body
 
 
+def cell_header(op, rid, cell_id):
+    """`{"op":..,"rid":..,"cell":..}` of start and out frames, formatted without the JSON encoder
+    (every cell sends them). Cell ids are our own hex strings; anything unusual takes json."""
+    if type(rid) is int:
+        return ('{"op":"%s","rid":%d,"cell":"%s"}' % (op, rid, cell_id)).encode()
+    return _encode_json({"op": op, "rid": rid, "cell": cell_id}).encode("utf-8")
+
+
 class Conn(object):
-    """One daemon connection. Reads happen on the IO thread; sends from any thread, serialised."""
+    """One daemon connection. Reads happen on one thread (the IO thread, or the main thread for
+    the run lane); sends from any thread, serialised.
+
+    Corked (the run lane, while a sync cell runs): frames gather in a buffer and go out in one
+    write when the cell ends, when CORK_MAX bytes are waiting, or when flush() is called (the
+    capture thread does so every tick while a cell runs). A quick cell's start, output and end
+    then cost one write, and the daemon and its client wake once for them instead of three times.
+    """
 
     def __init__(self, sock):
         self.sock = sock
@@ -28,12 +45,22 @@ class Conn(object):
         self.lock = threading.Lock()
         self.closed = False
         self.authed = False
+        self.lane = None
+        self.corked = False
+        self.wbuf = []
+        self.wsize = 0
 
     def send(self, header, body=b""):
         head, body = encode(header, body)
         with self.lock:
             if self.closed:
                 return False
+            if self.corked:
+                self.wbuf.append(head)
+                if body:
+                    self.wbuf.append(body)
+                self.wsize += len(head) + len(body)
+                return self.wsize < CORK_MAX or self._flush_locked()
             try:
                 if len(body) < 65536:
                     self.sock.sendall(head + body)
@@ -44,6 +71,34 @@ class Conn(object):
             except OSError:
                 self.closed = True
                 return False
+
+    def cork(self):
+        with self.lock:
+            self.corked = True
+
+    def uncork(self):
+        with self.lock:
+            self.corked = False
+            return self._flush_locked()
+
+    def flush(self):
+        with self.lock:
+            return self._flush_locked()
+
+    def _flush_locked(self):
+        if not self.wbuf:
+            return not self.closed
+        data = b"".join(self.wbuf)
+        self.wbuf = []
+        self.wsize = 0
+        if self.closed:
+            return False
+        try:
+            self.sock.sendall(data)
+            return True
+        except OSError:
+            self.closed = True
+            return False
 
     def feed(self, data):
         """Appends received bytes; yields complete (header, body) pairs."""
