@@ -11,6 +11,7 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { cpuSeconds } from "../test/fixtures/proc.ts";
 import { fmtUs, pct, spareSettled, ratio, sorted, standalone, startDaemon, WsClient, type BenchOptions, type BenchResult, type Row } from "./lib.ts";
 
 const CELL = "x + 1";
@@ -19,6 +20,19 @@ interface Lat {
   p50: number;
   p99: number;
   perSec: number;
+  /** CPU per cell (ms, like the latencies) of the processes involved, when measured. */
+  cpu?: Record<string, number>;
+}
+
+/** Runs fn (n cells) and adds the CPU each process spent per cell: /proc for pids, this process for "client". */
+async function withCpu(pids: Record<string, number>, n: number, fn: () => Promise<Lat>): Promise<Lat> {
+  const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
+  const self = process.cpuUsage();
+  const lat = await fn();
+  const used = process.cpuUsage(self);
+  const cpu: Record<string, number> = { client: (used.user + used.system) / 1000 / n };
+  for (const [k, pid] of Object.entries(pids)) cpu[k] = ((cpuSeconds(pid) - before[k]!) * 1000) / n;
+  return { ...lat, cpu };
 }
 
 function summarise(ms: number[], totalMs: number): Lat {
@@ -108,15 +122,17 @@ async function floor(n: number): Promise<Lat> {
       (sock as { write(b: Uint8Array): number }).write(frame);
     });
   for (let i = 0; i < 200; i++) await once();
-  const lat: number[] = [];
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) {
-    const a = performance.now();
-    const r = await once();
-    lat.push(performance.now() - a);
-    if (r.length !== 2) throw new Error("floor evaluator answered wrongly");
-  }
-  const res = summarise(lat, performance.now() - t0);
+  const res = await withCpu({ python: proc.pid }, n, async () => {
+    const lat: number[] = [];
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) {
+      const a = performance.now();
+      const r = await once();
+      lat.push(performance.now() - a);
+      if (r.length !== 2) throw new Error("floor evaluator answered wrongly");
+    }
+    return summarise(lat, performance.now() - t0);
+  });
   (sock as { end(): void }).end();
   await proc.exited;
   return res;
@@ -193,7 +209,7 @@ export async function benchPersistent(o: BenchOptions): Promise<BenchResult> {
 
   const v1 = await WsClient.connect(d.e.sock, ["pythond.1"]);
   await sequential(v1, frame, 500, "42");
-  const ours = await sequential(v1, frame, n, "42");
+  const ours = await withCpu({ daemon: d.pid, worker: d.workerPids()[0]! }, n, () => sequential(v1, frame, n, "42"));
   const piped = await pipelined(v1, frame, n, 32, (m) => m === "OK" || m.startsWith("ERR"));
   v1.close();
   const v0 = await WsClient.connect(d.e.sock, ["pythond.0.4"]);
@@ -216,7 +232,17 @@ export async function benchPersistent(o: BenchOptions): Promise<BenchResult> {
     { figure: "pythond.0.4 cells/s, one at a time", value: legacy.perSec.toFixed(0), baseline: `floor ${fl.perSec.toFixed(0)}`, ratio: ratio(legacy.perSec, fl.perSec), target: ">= 10000", met: legacy.perSec >= 10_000 },
     { figure: "pythond.0.4 cells/s, 32 in flight", value: pipedLegacy.toFixed(0), baseline: `floor ${fl.perSec.toFixed(0)}`, ratio: ratio(pipedLegacy, fl.perSec) },
   ];
-  const notes = [`${n} cells per figure after 500 warm-up cells; client, daemon and worker share the 2 cores`];
+  const c = ours.cpu!;
+  const f = fl.cpu!;
+  rows.push(
+    { figure: "CPU per cell: worker (python)", value: fmtUs(c.worker!), baseline: `floor python ${fmtUs(f.python!)}`, ratio: ratio(c.worker!, f.python!) },
+    { figure: "CPU per cell: daemon", value: fmtUs(c.daemon!), baseline: "(the floor has none)" },
+    { figure: "CPU per cell: client", value: fmtUs(c.client!), baseline: `floor client ${fmtUs(f.client!)}`, ratio: ratio(c.client!, f.client!) },
+  );
+  const notes = [
+    `${n} cells per figure after 500 warm-up cells; client, daemon and worker share the 2 cores`,
+    "CPU per cell: user + system time from /proc over the pythond.1 one-at-a-time run (10 ms ticks), all threads",
+  ];
   if (typeof jup === "string") notes.push(`Jupyter: skipped: ${jup}`);
   else {
     rows.push(

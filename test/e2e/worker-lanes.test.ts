@@ -105,6 +105,16 @@ describe("worker lanes", () => {
   });
 });
 
+describe("a cell that calls os.fork() itself", () => {
+  test("the child returning from the cell ends quietly: one answer, and later runs are not stolen", async () => {
+    const r = await d.pysh(["run", "lanes", "import os\npid = os.fork()\nif pid == 0:\n    print('child')\nos.waitpid(pid, 0)[1] if pid else None"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("0\n"); // the parent's value; the child's print went nowhere
+    // A child left reading the daemon's sockets would answer some of these with its own pid.
+    for (let i = 0; i < 20; i++) expect((await d.pysh(["run", "lanes", "os.getpid()"])).stdout).toBe(`${record.pid}\n`);
+  });
+});
+
 describe("an idle worker", () => {
   /** Voluntary context switches of all the worker's threads: each is a wake-up. */
   function wakeUps(pid: number): number {

@@ -21,6 +21,8 @@ import termios
 import threading
 import time
 
+from . import wire
+
 FLUSH_AT = 65536
 TICK = 0.05
 IDLE_AFTER = 2.0
@@ -110,7 +112,7 @@ class Capture(object):
     cells run, or there was activity in the last IDLE_AFTER seconds): each tick flushes buffered
     Python text of every cell, and calls on_tick (the worker flushes its corked run lanes there),
     so a long cell's output streams. Idle, it sleeps on the pipe alone, and whoever brings work
-    wakes it (wake()); the hysteresis keeps a burst of quick cells from waking it per cell.
+    wakes it (touch()); the hysteresis keeps a burst of quick cells from waking it per cell.
     """
 
     def __init__(self, terminal_sink):
@@ -156,10 +158,7 @@ class Capture(object):
         self.active_at = time.monotonic()
         if self.sleeping:
             self.sleeping = False
-            try:
-                os.write(self.wake_w, b"x")
-            except OSError:
-                pass
+            wire.poke(self.wake_w)
 
     def _busy(self):
         return (self.owner is not None or self.active or self.terminal.pending

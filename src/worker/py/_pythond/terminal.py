@@ -35,7 +35,7 @@ try:
 except ImportError:  # Windows: no PTY here (ConPTY would be needed); the worker runs without attach
     fcntl = termios = None
 
-from . import editor_link, human
+from . import editor_link, human, wire
 
 RING_MAX = 64 << 10
 INPUT_MAX = 64 << 10
@@ -194,10 +194,7 @@ class Terminal(object):
 
     # -- relay thread ------------------------------------------------------------------------
     def poke(self):
-        try:
-            os.write(self.wake_w, b"x")
-        except OSError:
-            pass  # the pipe is full: the relay thread is awake anyway
+        wire.poke(self.wake_w)
 
     def _loop(self):
         while True:

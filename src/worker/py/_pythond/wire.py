@@ -4,6 +4,7 @@ A frame is: u32 big-endian length of the rest | u32 big-endian header length | h
 | body (raw bytes). Headers are small; bodies (code, output) are never JSON-escaped.
 """
 import json
+import os
 import struct
 import threading
 
@@ -100,6 +101,20 @@ class Conn(object):
             self.closed = True
             return False
 
+    def receive(self):
+        """One read from the socket (its reader thread only): the whole frames it completes, or
+        None when the connection has ended or sent something that is not a frame."""
+        try:
+            data = self.sock.recv(1 << 20)
+        except OSError:
+            return None
+        if not data:
+            return None
+        try:
+            return self.feed(data)
+        except ValueError:
+            return None
+
     def feed(self, data):
         """Appends received bytes; yields complete (header, body) pairs."""
         self.buf += data
@@ -115,3 +130,11 @@ class Conn(object):
             del self.buf[:4 + total]
             out.append((header, body))
         return out
+
+
+def poke(fd):
+    """Wakes the thread that waits on a self-pipe (write end fd, non-blocking)."""
+    try:
+        os.write(fd, b"x")
+    except OSError:
+        pass  # the pipe is full: that thread is awake anyway
