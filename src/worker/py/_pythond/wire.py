@@ -62,16 +62,7 @@ class Conn(object):
                     self.wbuf.append(body)
                 self.wsize += len(head) + len(body)
                 return self.wsize < CORK_MAX or self._flush_locked()
-            try:
-                if len(body) < 65536:
-                    self.sock.sendall(head + body)
-                else:
-                    self.sock.sendall(head)
-                    self.sock.sendall(body)
-                return True
-            except OSError:
-                self.closed = True
-                return False
+            return self._write_locked(head + body) if len(body) < 65536 else self._write_locked(head, body)
 
     def cork(self):
         with self.lock:
@@ -92,10 +83,14 @@ class Conn(object):
         data = b"".join(self.wbuf)
         self.wbuf = []
         self.wsize = 0
+        return self._write_locked(data)
+
+    def _write_locked(self, *parts):
         if self.closed:
             return False
         try:
-            self.sock.sendall(data)
+            for part in parts:
+                self.sock.sendall(part)
             return True
         except OSError:
             self.closed = True
