@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { rss } from "../fixtures/proc.ts";
 import { join } from "node:path";
-import { PYSH, startDaemon, type Daemon } from "./harness.ts";
+import { PYSH, rawClient, startDaemon, type Daemon } from "./harness.ts";
 
 let d: Daemon;
 beforeAll(async () => {
@@ -109,6 +109,19 @@ describe("output capture", () => {
   test("subprocess and C-level output, in order with print", async () => {
     const r = await run("import os, subprocess\nprint('a')\nos.system('echo b')\nprint('c')\nsubprocess.run(['echo', 'd'])\nprint('e', flush=False)");
     expect(r.stdout).toBe("a\nb\nc\nd\ne\n");
+  });
+  test("the order holds while the capture thread drains the pipe at the same moment (100 cells)", async () => {
+    // A subprocess's bytes wake the capture thread, which may have read them and not yet passed
+    // them on when the next print() looks at the pipe: that print must wait for them.
+    const c = await rawClient(d.e.sock);
+    const cell = "run work\nimport os, subprocess\nprint('a')\nos.system('echo b')\nprint('c')\nsubprocess.run(['echo', 'd'])\nprint('e')";
+    const wrong: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      const out = await c.ask(cell);
+      if (out !== "a\nb\nc\nd\ne") wrong.push(out);
+    }
+    c.close();
+    expect(wrong).toEqual([]);
   });
   test("stderr is captured too", async () => {
     const r = await run("import sys; print('out'); print('err', file=sys.stderr)");

@@ -43,6 +43,36 @@ describe("worker framing", () => {
     expect(got[0]!.body).toEqual(body);
     expect(got[1]!.body.length).toBe(0);
   });
+  test("big frames (own buffer) and small ones mixed, split anywhere or whole in one push", () => {
+    const big = (n: number, seed: number) => new Uint8Array(n).map((_, i) => (i * seed) & 0xff);
+    const parts = [
+      encodeWorkerFrame({ op: "start", rid: 1, cell: "c" }),
+      encodeWorkerFrame({ op: "out", rid: 1, cell: "c" }, big(300_000, 7)),
+      encodeWorkerFrame({ op: "out", rid: 1, cell: "c" }, big(10, 3)),
+      encodeWorkerFrame({ op: "out", rid: 1, cell: "c" }, big(65_536, 5)),
+      encodeWorkerFrame({ op: "end", rid: 1, ok: true }),
+    ];
+    const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let o = 0;
+    for (const p of parts) {
+      all.set(p, o);
+      o += p.length;
+    }
+    for (const step of [all.length, 1, 7, 4096, 65_536, 100_003]) {
+      const r = new WorkerFrameReader();
+      const got = [];
+      for (let i = 0; i < all.length; i += step) got.push(...r.push(all.subarray(i, i + step)));
+      expect(got.map((f) => f.header.op)).toEqual(["start", "out", "out", "out", "end"]);
+      expect(got[1]!.body).toEqual(big(300_000, 7));
+      expect(got[2]!.body).toEqual(big(10, 3));
+      expect(got[3]!.body).toEqual(big(65_536, 5));
+    }
+  });
+  test("a length past any real frame is refused", () => {
+    const bad = new Uint8Array(8);
+    new DataView(bad.buffer).setUint32(0, 0xffffff00);
+    expect(() => new WorkerFrameReader().push(bad)).toThrow("bad frame from worker");
+  });
   test("a header length past the frame is refused", () => {
     const bad = new Uint8Array(8);
     new DataView(bad.buffer).setUint32(0, 4);

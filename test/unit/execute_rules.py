@@ -75,4 +75,18 @@ r, out = run("  x", ns, "<cell-indent>")
 check(not r.ok and "IndentationError" in r.error, "a leading indent is refused as by the REPL")
 r, out = run("x;", ns, "<cell-semi>")
 check(r.ok and out == "42\n", "an expression statement with a semicolon is shown, as at >>>")
+
+# A cell sent again reuses its compiled code (execute._compiled), under the new cell's name.
+r, out = run("1 / 0", ns, "<cell-again1>")
+r, out = run("1 / 0", ns, "<cell-again2>")
+check('File "<cell-again2>", line 1' in r.error and "<cell-again1>" not in r.error and "1 / 0" in r.error,
+      "a repeated cell's traceback names the new cell and shows its line: %r" % r.error)
+check("1 / 0" in execute._compiled, "a small cell is cached")
+for i in range(3):
+    r, out = run("n = globals().get('n', 0) + 1\nn", ns, "<cell-n%d>" % i)
+check(out == "3\n", "a repeated cell of statements and an expression runs every time")
+run("def h(): return 1", ns, "<cell-h1>")
+check("def h(): return 1" not in execute._compiled, "a cell defining a function is not cached")
+r, out = run("h()", ns, "<cell-h2>")
+check(out == "1\n", "function from a fresh compile works")
 print("ok %d checks" % checks)

@@ -74,7 +74,9 @@ class Out(object):
         self.lock = threading.RLock()
 
     def write_bytes(self, data, owner):
-        if owner is self and pipe_waiting():
+        # `draining`: the capture thread may have just taken bytes out of the pipe (FIONREAD
+        # says 0) without having delivered them yet; wait for it, or this text would pass them.
+        if owner is self and (pipe_waiting() or _capture.draining):
             with PIPE_LOCK:
                 with self.lock:
                     self._flush_locked()
@@ -129,6 +131,7 @@ class Capture(object):
         self.active_lock = threading.Lock()
         self.active_at = time.monotonic()
         self.sleeping = False
+        self.draining = False  # set while pipe bytes are read and delivered (under PIPE_LOCK)
         self.on_tick = None
         global _capture
         _capture = self
@@ -211,14 +214,18 @@ def pipe_waiting():
 def _drain_locked(owner):
     """Reads everything waiting in the pipe and delivers it to owner (caller holds PIPE_LOCK)."""
     target = owner if owner is not None else _capture.terminal
-    while True:
-        n = pipe_waiting()
-        if n <= 0:
-            return
-        data = os.read(_capture.read_fd, max(n, 65536))
-        if not data:
-            return
-        target.deliver_raw(data)
+    _capture.draining = True
+    try:
+        while True:
+            n = pipe_waiting()
+            if n <= 0:
+                return
+            data = os.read(_capture.read_fd, max(n, 65536))
+            if not data:
+                return
+            target.deliver_raw(data)
+    finally:
+        _capture.draining = False
 
 
 def release_owner(out):

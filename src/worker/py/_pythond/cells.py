@@ -68,21 +68,29 @@ class Cell(object):
     # -- output -----------------------------------------------------------------------------
     def _sink(self, data):
         # One huge write (print('x' * 10**8)) must not become one huge frame: the window is
-        # checked per chunk, so memory stays bounded in the daemon and in this record.
-        if len(data) > CHUNK:
+        # checked per chunk, so memory stays bounded in the daemon and in this record. Chunks
+        # are sent as views of the write; only those within its last KEEP bytes are copied to
+        # be kept (the rest would be dropped from the record at once).
+        n = len(data)
+        if n > CHUNK:
             view = memoryview(data)
-            for off in range(0, len(data), CHUNK):
-                self._sink_one(bytes(view[off:off + CHUNK]))
+            keep_from = n - KEEP
+            for off in range(0, n, CHUNK):
+                part = view[off:off + CHUNK]
+                self._sink_one(part, bytes(part) if off + CHUNK > keep_from else None)
         elif data:
-            self._sink_one(data)
+            self._sink_one(data, data)
 
-    def _sink_one(self, data):
-        self.chunks.append(data)
-        self.kept += len(data)
-        while self.kept > KEEP and len(self.chunks) > 1:
-            old = self.chunks.popleft()
-            self.kept -= len(old)
-            self.dropped += len(old)
+    def _sink_one(self, data, kept):
+        if kept is None:
+            self.dropped += len(data)
+        else:
+            self.chunks.append(kept)
+            self.kept += len(kept)
+            while self.kept > KEEP and len(self.chunks) > 1:
+                old = self.chunks.popleft()
+                self.kept -= len(old)
+                self.dropped += len(old)
         with _LOCK:
             while self.sub is not None and self.unacked > WINDOW:
                 self.sub[0].flush()  # a corked run lane: what waits for an ack must be sent

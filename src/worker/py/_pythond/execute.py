@@ -53,9 +53,50 @@ def _compile_eval(source, tree, filename):
     return compile(tree, filename, "eval", flags=_ASYNC_FLAG)
 
 
+def _compile_fresh(code, filename):
+    """(statements, last expression): the code objects of a cell, either may be None."""
+    if code[:1] not in ("", " ", "\t", "\n", "\r", "\f"):
+        try:  # the common quick cell, one expression: one compile, no syntax tree
+            return None, compile(code, filename, "eval", flags=_ASYNC_FLAG)
+        except SyntaxError:
+            pass
+    tree = ast.parse(code, filename, "exec")
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    body = None
+    if tree.body:
+        # A cell of statements only compiles from its source: twice as fast as from the tree.
+        body = compile(code if last is None else tree, filename, "exec", flags=_ASYNC_FLAG)
+    tail = _compile_eval(code if not tree.body else None, last, filename) if last is not None else None
+    return body, tail
+
+
+# Cells sent again and again (a loop polling `len(rows)`, `x + 1`) compile once: source -> the
+# code objects, given the new cell's file name on reuse (0.5 us instead of 7-20 us). Only small
+# cells that define no functions or classes (their nested code would keep the old file name).
+_compiled = {}
+COMPILED_MAX = 512
+COMPILED_SOURCE_MAX = 2048
+
+
+def _compile_cell(code, filename):
+    hit = _compiled.get(code)
+    if hit is not None:
+        body, tail = hit
+        return (body.replace(co_filename=filename) if body is not None else None,
+                tail.replace(co_filename=filename) if tail is not None else None)
+    body, tail = _compile_fresh(code, filename)
+    if len(code) <= COMPILED_SOURCE_MAX and not _defines_code(body) and not _defines_code(tail):
+        if len(_compiled) >= COMPILED_MAX:
+            _compiled.clear()
+        _compiled[code] = (body, tail)
+    return body, tail
+
+
 def _defines_code(co):
     """True if code objects made by co can outlive the cell (functions, classes, lambdas...)."""
-    return any(isinstance(c, types.CodeType) for c in co.co_consts)
+    return co is not None and any(isinstance(c, types.CodeType) for c in co.co_consts)
 
 
 def _show(value, ns):
@@ -72,28 +113,8 @@ def execute(code, ns, filename):
     result = Result()
     keep = False
     try:
-        co = None
-        if code[:1] not in ("", " ", "\t", "\n", "\r", "\f"):
-            try:  # the common quick cell, one expression: one compile, no syntax tree
-                co = compile(code, filename, "eval", flags=_ASYNC_FLAG)
-            except SyntaxError:
-                pass
-        if co is not None:
-            keep = _defines_code(co)
-            if keep:
-                _register_source(filename, code)
-            _show(_run_code(co, ns), ns)
-            return result
-        tree = ast.parse(code, filename, "exec")
-        last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = ast.Expression(tree.body.pop().value)
-        body = None
-        if tree.body:
-            # A cell of statements only compiles from its source: twice as fast as from the tree.
-            body = compile(code if last is None else tree, filename, "exec", flags=_ASYNC_FLAG)
-        tail = _compile_eval(code if not tree.body else None, last, filename) if last is not None else None
-        keep = (body is not None and _defines_code(body)) or (tail is not None and _defines_code(tail))
+        body, tail = _compile_cell(code, filename)
+        keep = _defines_code(body) or _defines_code(tail)
         if keep:
             _register_source(filename, code)
         if body is not None:

@@ -89,12 +89,15 @@ class MainThread(object):
         cell.subscribe(conn, rid)
         conn.cork()
         self.corked = conn
+        show = None
         try:
             conn.send(wire.cell_header("start", rid, cell.id))
-            self.run_sync(cell, h.get("timeout"))
+            show = self.run_sync(cell, h.get("timeout"))
         finally:
             self.corked = None
             conn.uncork()
+        if show is not None:  # the reply is out: the terminal's record of the cell waits for nobody
+            show.end(cell)
 
     def _flush_corked(self):
         """Capture thread, every tick: what a running cell has sent so far goes out."""
@@ -103,7 +106,8 @@ class MainThread(object):
             conn.flush()
 
     def run_sync(self, cell, timeout):
-        """Runs on the main thread: one sync cell, output owned by it (fds included)."""
+        """Runs on the main thread: one sync cell, output owned by it (fds included). Returns
+        the cell's terminal display (human.AgentShow) for the caller to end, or None."""
         show = human.agent_begin(self, cell)  # `[ai] run: ...` on the attached terminal
         try:
             result = self._execute_sync(cell, timeout)
@@ -111,7 +115,7 @@ class MainThread(object):
             result = execute.Result()
             result.ok = False
             result.error = "KeyboardInterrupt"
-        if os.getpid() != self.pid:
+        if self.in_fork_child:
             # The cell called os.fork() and this is the child, back from the cell: it must not
             # answer for the cell, nor read the daemon's sockets it shares with us.
             os._exit(0)
@@ -121,8 +125,7 @@ class MainThread(object):
                 "pythond: cell interrupted after --timeout %gs; the session is still alive" % timeout
         cell.finish(result, self.history)
         ops.send_end(cell)
-        if show is not None:
-            show.end(cell)
+        return show  # the caller ends it once the reply is out
 
     def _execute_sync(self, cell, timeout):
         timer = None

@@ -39,7 +39,8 @@ class Worker(main_thread.MainThread):
         self.started = time.time()
         self.last_activity = self.started
         self.main_ident = threading.get_ident()
-        self.pid = os.getpid()
+        self.in_fork_child = False  # set in any child forked from here (a cell's os.fork())
+        os.register_at_fork(after_in_child=self._forked)
         self.conns = {}
         self.terminal_chunks = []
         self.terminal = None  # the session's PTY (terminal.py), set in setup
@@ -110,6 +111,9 @@ class Worker(main_thread.MainThread):
         with os.fdopen(fd, "w") as f:
             json.dump(record, f)
         os.replace(tmp, self.config["record"])
+
+    def _forked(self):
+        self.in_fork_child = True
 
     def _input_message(self):
         return ("input() is not available in an agent cell (there is no terminal); pass the data "
