@@ -5,13 +5,15 @@
  *
  * Floor, measured in the same run: the same Bun client talking to a minimal Python process that
  * evaluates the same cell (`eval(code, ns)`, repr of the value) over a Unix socketpair: the cost
- * of a round trip to any Python at all. And, where installed, a Jupyter kernel via jupyter_client
+ * of a round trip to any Python at all (bench/floor.ts). The same evaluator behind a do-nothing
+ * relay process: what any router between client and Python costs. And, where installed, a Jupyter kernel via jupyter_client
  * (execute request until the execute_reply has come and iopub reports idle, after the execute_result).
  */
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { cpuSeconds } from "../test/fixtures/proc.ts";
+import { startFloor } from "./floor.ts";
 import { fmtUs, pct, spareSettled, ratio, sorted, standalone, startDaemon, WsClient, type BenchOptions, type BenchResult, type Row } from "./lib.ts";
 
 const CELL = "x + 1";
@@ -72,59 +74,17 @@ async function pipelined(c: WsClient, frame: string, n: number, window: number, 
   return (n / (performance.now() - t0)) * 1000;
 }
 
-const FLOOR_PY = `
-import socket, struct, sys
-s = socket.socket(fileno=3)
-ns = {"x": 41}
-buf = b""
-while True:
-    while len(buf) < 4 or len(buf) < 4 + struct.unpack(">I", buf[:4])[0]:
-        d = s.recv(65536)
-        if not d:
-            sys.exit(0)
-        buf += d
-    n = struct.unpack(">I", buf[:4])[0]
-    code, buf = buf[4:4 + n].decode(), buf[4 + n:]
-    out = repr(eval(code, ns)).encode()
-    s.sendall(struct.pack(">I", len(out)) + out)
-`;
-
-/** Round trips to a minimal Python evaluator over a socketpair (fd 3 in the child). */
+/** Round trips to the minimal Python evaluator (bench/floor.ts) from this process. */
 async function floor(n: number): Promise<Lat> {
-  const proc = Bun.spawn(["python3", "-c", FLOOR_PY], { stdio: ["ignore", "inherit", "inherit", "socket-fd" as never] });
-  const fd = (proc as unknown as { stdio: number[] }).stdio[3]!;
   let wake: ((b: Uint8Array) => void) | undefined;
-  let acc = new Uint8Array(0);
-  const sock = await Bun.connect({
-    fd,
-    socket: {
-      data(_s, d: Uint8Array) {
-        const merged = new Uint8Array(acc.length + d.length);
-        merged.set(acc);
-        merged.set(d, acc.length);
-        acc = merged;
-        if (acc.length >= 4) {
-          const len = new DataView(acc.buffer).getUint32(0);
-          if (acc.length >= 4 + len) {
-            const msg = acc.slice(4, 4 + len);
-            acc = acc.slice(4 + len);
-            wake?.(msg);
-          }
-        }
-      },
-    },
-  } as never);
-  const code = new TextEncoder().encode(CELL);
-  const frame = new Uint8Array(4 + code.length);
-  new DataView(frame.buffer).setUint32(0, code.length);
-  frame.set(code, 4);
+  const ev = await startFloor((a) => wake?.(a));
   const once = () =>
     new Promise<Uint8Array>((resolve) => {
       wake = resolve;
-      (sock as { write(b: Uint8Array): number }).write(frame);
+      ev.send(CELL);
     });
   for (let i = 0; i < 200; i++) await once();
-  const res = await withCpu({ python: proc.pid }, n, async () => {
+  const res = await withCpu({ python: ev.pid }, n, async () => {
     const lat: number[] = [];
     const t0 = performance.now();
     for (let i = 0; i < n; i++) {
@@ -135,9 +95,34 @@ async function floor(n: number): Promise<Lat> {
     }
     return summarise(lat, performance.now() - t0);
   });
-  (sock as { end(): void }).end();
-  await proc.exited;
+  await ev.end();
   return res;
+}
+
+/**
+ * The same evaluator behind a do-nothing relay process (bench/floor.ts run as a script): a Bun
+ * WebSocket server that forwards each cell and each answer. The least a design with a router
+ * process between client and Python can cost, measured with the client pythond's figures use.
+ */
+async function relayFloor(n: number): Promise<Lat> {
+  const dir = mkdtempSync(join(tmpdir(), "pyd-relay-"));
+  const sock = join(dir, "relay.sock");
+  const relay = Bun.spawn([process.execPath, join(import.meta.dir, "floor.ts"), sock], { stdout: "pipe", stderr: "inherit" });
+  try {
+    const reader = relay.stdout.getReader();
+    const first = await reader.read();
+    if (!new TextDecoder().decode(first.value).includes("ready")) throw new Error("the relay did not start");
+    reader.releaseLock();
+    const c = await WsClient.connect(sock, []);
+    await sequential(c, CELL, 500, "42");
+    const res = await sequential(c, CELL, n, "42");
+    c.close();
+    return res;
+  } finally {
+    relay.kill();
+    await relay.exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const JUPYTER_PY = `
@@ -212,17 +197,21 @@ export async function benchPersistent(o: BenchOptions): Promise<BenchResult> {
   const v1 = await WsClient.connect(d.e.sock, ["pythond.1"]);
   await sequential(v1, frame, 500, "42");
   const ours = await withCpu({ daemon: d.pid, worker: d.workerPids()[0]! }, n, () => sequential(v1, frame, n, "42"));
-  const piped = await pipelined(v1, frame, n, 32, (m) => m === "OK" || m.startsWith("ERR"));
+  const v1Final = (m: string) => m === "OK" || m.startsWith("ERR");
+  await pipelined(v1, frame, 1000, 32, v1Final); // warm-up, as for the one-at-a-time figures
+  const piped = await pipelined(v1, frame, n, 32, v1Final);
   // Every cell text new (a comment with a counter): what a cell costs when it must be compiled.
   const fresh = await sequential(v1, (i) => `${frame}  # ${i}`, n, "42");
   v1.close();
   const v0 = await WsClient.connect(d.e.sock, ["pythond.0.4"]);
   await sequential(v0, frame, 500, "42");
   const legacy = await sequential(v0, frame, n, "42");
+  await pipelined(v0, frame, 1000, 32, () => true);
   const pipedLegacy = await pipelined(v0, frame, n, 32, () => true);
   v0.close();
 
   const fl = await floor(n);
+  const relay = await relayFloor(n);
   const jn = Math.max(100, Math.round(500 * o.scale));
   const jup = await jupyter(jn);
 
@@ -231,6 +220,8 @@ export async function benchPersistent(o: BenchOptions): Promise<BenchResult> {
     { figure: "pythond.1 p99", value: fmtUs(ours.p99), baseline: `floor ${fmtUs(fl.p99)}`, ratio: ratio(ours.p99, fl.p99) },
     { figure: "pythond.1 cells/s, one at a time", value: ours.perSec.toFixed(0), baseline: `floor ${fl.perSec.toFixed(0)}`, ratio: ratio(ours.perSec, fl.perSec), target: ">= 10000", met: ours.perSec >= 10_000 },
     { figure: "pythond.1 cells/s, 32 in flight", value: piped.toFixed(0), baseline: `floor ${fl.perSec.toFixed(0)}`, ratio: ratio(piped, fl.perSec), target: ">= 10000", met: piped >= 10_000 },
+    { figure: "do-nothing relay process in between: p50", value: fmtUs(relay.p50), baseline: `floor ${fmtUs(fl.p50)}`, ratio: ratio(relay.p50, fl.p50) },
+    { figure: "pythond.1 p50 vs the do-nothing relay", value: fmtUs(ours.p50), baseline: `relay ${fmtUs(relay.p50)}`, ratio: ratio(ours.p50, relay.p50) },
     { figure: "pythond.1 p50, new cell text each time", value: fmtUs(fresh.p50), baseline: `floor ${fmtUs(fl.p50)}`, ratio: ratio(fresh.p50, fl.p50) },
     { figure: "pythond.0.4 p50", value: fmtUs(legacy.p50), baseline: `floor ${fmtUs(fl.p50)}`, ratio: ratio(legacy.p50, fl.p50), target: "<= 2x floor", met: legacy.p50 <= 2 * fl.p50 },
     { figure: "pythond.0.4 p99", value: fmtUs(legacy.p99), baseline: `floor ${fmtUs(fl.p99)}`, ratio: ratio(legacy.p99, fl.p99) },
@@ -245,8 +236,9 @@ export async function benchPersistent(o: BenchOptions): Promise<BenchResult> {
     { figure: "CPU per cell: client", value: fmtUs(c.client!), baseline: `floor client ${fmtUs(f.client!)}`, ratio: ratio(c.client!, f.client!) },
   );
   const notes = [
-    `${n} cells per figure after 500 warm-up cells; client, daemon and worker share the 2 cores`,
+    `${n} cells per figure after 500 warm-up cells (1000 pipelined before the pipelined figures); client, daemon and worker share the 2 cores`,
     "CPU per cell: user + system time from /proc over the pythond.1 one-at-a-time run (10 ms ticks), all threads",
+    "do-nothing relay: bench/floor.ts as a process between this client and the same evaluator (a Bun WebSocket server on a Unix socket that forwards cells and answers and does nothing else): the least any design with a router process between client and Python costs",
     "the worker reuses the compiled code of a cell text it has seen (execute.py); the floor compiles every time (eval of a string); 'new cell text each time' sends `x + 1  # <counter>`, compiled every time",
   ];
   if (typeof jup === "string") notes.push(`Jupyter: skipped: ${jup}`);
