@@ -35,7 +35,8 @@ export class ClientConn {
     readonly caller: Caller,
     readonly streaming: boolean,
     readonly reply: Reply,
-    private readonly handle: (conn: ClientConn, frame: string) => Promise<void>,
+    /** runs: the session of a `run` frame that may overlap others (see runSession), else undefined. */
+    private readonly handle: (conn: ClientConn, frame: string, runs?: string) => Promise<void>,
     /** The session of a `run` frame that may overlap others for it; undefined for any other frame. */
     private readonly runSession: (frame: string) => string | undefined = () => undefined,
   ) {}
@@ -61,7 +62,7 @@ export class ClientConn {
         this.active--;
         this.next();
       };
-      this.handle(this, frame).then(done, done);
+      this.handle(this, frame, runs).then(done, done);
       if (runs === undefined) return;
     }
   }

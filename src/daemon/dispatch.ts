@@ -181,8 +181,13 @@ export function runSession(ctx: DaemonContext, text: string): string | undefined
   return name;
 }
 
-/** Handles one text frame from a client: parse, check, dispatch, reply, log. */
-export async function handleFrame(ctx: DaemonContext, conn: ClientConn, text: string): Promise<void> {
+/**
+ * Handles one text frame from a client: parse, check, dispatch, reply, log. `runName`: the
+ * frame is a plain `run <name>` for that local session (runSession), the one frame every cell
+ * sends: it goes straight to runCell, with what parseFrame and toRequest would have made of it.
+ */
+export async function handleFrame(ctx: DaemonContext, conn: ClientConn, text: string, runName?: string): Promise<void> {
+  if (runName !== undefined) return plainRun(ctx, conn, text, runName);
   const frame = parseFrame(text);
   if (frame === null) return;
   const bodyBytes = Buffer.byteLength(frame.body);
@@ -206,6 +211,21 @@ export async function handleFrame(ctx: DaemonContext, conn: ClientConn, text: st
     if (err.code === "unknown_command" || err.code === "usage") cmd = cmd.slice(0, 32);
   }
   ctx.log.write("result", { conn_id: conn.id, peer: conn.peer, cmd, session: loggable(session), status, body_bytes: bodyBytes });
+}
+
+async function plainRun(ctx: DaemonContext, conn: ClientConn, text: string, name: string): Promise<void> {
+  if (text.endsWith("\r\n")) text = text.slice(0, -2); // as parseFrame
+  const nl = text.indexOf("\n");
+  const body = nl < 0 ? "" : text.slice(nl + 1);
+  const fields = { conn_id: conn.id, peer: conn.peer, cmd: "run", session: name, body_bytes: Buffer.byteLength(body) };
+  ctx.log.write("command", fields);
+  let status: Status = "error";
+  try {
+    status = await runCell(ctx.registry, conn, name, body, undefined);
+  } catch (e) {
+    if (conn.open) conn.reply.text(PythondError.from(e).toFrame());
+  }
+  ctx.log.write("result", { ...fields, status });
 }
 
 function loggable(name: string): string {

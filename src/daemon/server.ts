@@ -174,7 +174,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
             ws.data.caller,
             ws.data.streaming,
             wsReply(ws),
-            (c, f) => handleFrame(ctx, c, f),
+            (c, f, runs) => handleFrame(ctx, c, f, runs),
             (f) => runSession(ctx, f),
           );
           ws.data.conn = conn;

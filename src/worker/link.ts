@@ -8,7 +8,7 @@
 import type { Socket } from "bun";
 import { PythondError } from "../protocol/errors.ts";
 import { WORKER_PROTOCOL } from "../protocol/version.ts";
-import { encodeWorkerFrame, WorkerFrameReader, type WorkerHeader } from "./wire.ts";
+import { encodeWorkerFrame, encodeWorkerJson, WorkerFrameReader, type WorkerHeader } from "./wire.ts";
 
 export interface RunHandlers {
   start(cellId: string): void;
@@ -177,7 +177,8 @@ export class WorkerLink {
     }
     this.runs.set(rid, handlers);
     this.unstarted.add(rid);
-    (this.runLane ?? this.control).send(encodeWorkerFrame({ op: "run", rid, ...(timeout ? { timeout } : {}) }, code));
+    const header = timeout ? `{"op":"run","rid":${rid},"timeout":${timeout}}` : `{"op":"run","rid":${rid}}`;
+    (this.runLane ?? this.control).send(encodeWorkerJson(header, code));
     return rid;
   }
 

@@ -236,6 +236,24 @@ describe("protocol", () => {
     expect((await d.pysh(["run", "raw", "x == 5"])).stdout).toBe("True\n");
   });
 
+  test("an agent cell running unwatched goes live when a client attaches; ended ones wait for the next attach", async () => {
+    await newSession("quiet");
+    await d.pysh(["run", "quiet", "import threading; ev = threading.Event()"]);
+    // Ended with nobody attached: 5,000 bytes printed (the terminal keeps the last 2,048), an error.
+    await d.pysh(["run", "quiet", "print('q' * 4999); 1 / 0"]);
+    const running = d.pysh(["run", "quiet", "print('early'); ev.wait(60); print('late')"]);
+    await until(async () => (await d.pysh(["status", "quiet"])).stdout.includes('"running"'), "the cell running");
+    const c = await rawClient(d.e.sock, ["pythond.1"]);
+    expect(await c.ask("attach quiet")).toBe("OK attached");
+    const screen = new RawScreen(c);
+    await screen.until(/\[ai\] run: print\('q' \* 4999\); 1 \/ 0\r\n\[\.\.\. 2952 bytes not shown: no terminal was attached \.\.\.\]\r\nq{2047}\r\nTraceback[^]*ZeroDivisionError: division by zero\r\n/);
+    await screen.until(/\[ai\] run: print\('early'\); ev\.wait\(60\); print\('late'\)\r\n(early\r\n)?/);
+    await d.pysh(["fire", "quiet", "ev.set()"]);
+    await screen.until(/early\r\nlate\r\n/);
+    expect((await running).stdout).toBe("early\nlate\n");
+    c.close();
+  });
+
   test("errors: missing session, bad size, already attached", async () => {
     const c = await rawClient(d.e.sock, ["pythond.1"]);
     expect(await c.ask("attach nope")).toBe("ERR no session 'nope' -- create it first with: new nope");

@@ -12,6 +12,7 @@ delivered, then the pipe is drained, then the new text is buffered. The capture 
 delivers the owner's buffered Python text before the pipe bytes it just read. Together this keeps
 `print('a'); os.system('echo b'); print('c')` in order without a syscall per delivery.
 """
+import _thread
 import array
 import fcntl
 import io
@@ -64,6 +65,9 @@ def install_thread_inheritance():
     threading.Thread.start = start
 
 
+_RLock = getattr(_thread, "RLock", None) or threading.RLock  # threading.RLock is a Python-level factory
+
+
 class Out(object):
     """Output of one cell: buffered Python text plus delivery to a sink callable(bytes)."""
 
@@ -71,7 +75,7 @@ class Out(object):
         self.sink = sink
         self.pending = []
         self.size = 0
-        self.lock = threading.RLock()
+        self.lock = _RLock()
 
     def write_bytes(self, data, owner):
         # `draining`: the capture thread may have just taken bytes out of the pipe (FIONREAD
@@ -156,6 +160,18 @@ class Capture(object):
         if out is not None:
             self.touch()
 
+    def own(self, out):
+        """A sync cell starts on this thread: its Python writes and the fds go to out (what was
+        in the pipe before goes to the previous owner). release_owner(out) ends it."""
+        _cells_by_thread[threading.get_ident()] = out
+        with PIPE_LOCK:
+            _drain_locked(self.owner)
+            self.owner = out
+        self.active_at = time.monotonic()
+        if self.sleeping:
+            self.sleeping = False
+            wire.poke(self.wake_w)
+
     def touch(self):
         """Work arrived: make sure the thread ticks (it checks `active_at` before sleeping)."""
         self.active_at = time.monotonic()
@@ -229,13 +245,17 @@ def _drain_locked(owner):
 
 
 def release_owner(out):
-    """The end of a sync cell: its Python text, then what its fds wrote, then no owner."""
-    with PIPE_LOCK:
-        try:
-            out.flush()
-            _drain_locked(out)
-        finally:
-            _capture.owner = None
+    """The end of a sync cell (Capture.own): its Python text, then what its fds wrote, then no
+    owner; the calling thread writes to no cell any more."""
+    try:
+        with PIPE_LOCK:
+            try:
+                out.flush()
+                _drain_locked(out)
+            finally:
+                _capture.owner = None
+    finally:
+        _cells_by_thread.pop(threading.get_ident(), None)
 
 
 class Router(io.TextIOBase):

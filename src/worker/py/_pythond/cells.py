@@ -210,17 +210,21 @@ class Cells(object):
             return [c for c in self.by_id.values() if c.status == "running"]
 
     def _evict_locked(self):
-        """Oldest finished cells first, up to the first one that may stay: O(cells evicted)."""
+        """Oldest finished cells first, up to the first one that may stay: O(cells evicted).
+        Over MAX_CELLS, it goes down to MAX_CELLS - MAX_CELLS/16 at once, so that a session
+        at its cap (every busy session, after 1,000 cells) does this once in ~60 cells, not
+        at every cell."""
         if len(self.by_id) <= MAX_CELLS and self.kept_bytes <= MAX_KEPT_BYTES:
             oldest = next(iter(self.by_id.values()))
             if oldest.ended is None or time.time() - oldest.ended <= MAX_AGE:
                 return  # the usual case: nothing to evict, decided without a loop
+        keep = MAX_CELLS - (MAX_CELLS >> 4) if len(self.by_id) > MAX_CELLS else MAX_CELLS
         now = time.time()
         victims = []
         for c in self.by_id.values():
             if c.status == "running":
                 continue
-            too_many = len(self.by_id) - len(victims) > MAX_CELLS
+            too_many = len(self.by_id) - len(victims) > keep
             too_big = self.kept_bytes > MAX_KEPT_BYTES
             old = c.ended is not None and now - c.ended > MAX_AGE
             if not (too_many or too_big or old):
@@ -277,10 +281,11 @@ class History(object):
     def record(self, cell, ok):
         code = cell.code.rstrip("\n")
         with self.lock:
-            ts = self._stamp(cell.started)
+            sec = int(cell.started)
+            ts = self._ts[1] if self._ts[0] == sec else self._stamp(sec)
             try:
-                if ok:
-                    self._write(self.hist, "\n# [%s]\n%s\n" % (ts, code))
+                if ok and self.hist is not None:
+                    os.write(self.hist, ("\n# [%s]\n%s\n" % (ts, code)).encode("utf-8", "backslashreplace"))
                 if self.log is not None:
                     out = cell.output_text()
                     if not ok:
@@ -290,6 +295,6 @@ class History(object):
                     head = "# [%s] %s\n%s\n" % (ts, "OK" if ok else "ERROR", code)
                     if out:
                         head += "# > " + out.replace("\n", "\n# > ") + "\n"
-                    self._write(self.log, head)
+                    os.write(self.log, head.encode("utf-8", "backslashreplace"))
             except OSError:
                 pass

@@ -81,17 +81,19 @@ COMPILED_SOURCE_MAX = 2048
 
 
 def _compile_cell(code, filename):
+    """(statements, last expression, keep): keep is True if the cell makes code that outlives it."""
     hit = _compiled.get(code)
-    if hit is not None:
+    if hit is not None:  # never a cell that defines code
         body, tail = hit
         return (body.replace(co_filename=filename) if body is not None else None,
-                tail.replace(co_filename=filename) if tail is not None else None)
+                tail.replace(co_filename=filename) if tail is not None else None, False)
     body, tail = _compile_fresh(code, filename)
-    if len(code) <= COMPILED_SOURCE_MAX and not _defines_code(body) and not _defines_code(tail):
+    keep = _defines_code(body) or _defines_code(tail)
+    if len(code) <= COMPILED_SOURCE_MAX and not keep:
         if len(_compiled) >= COMPILED_MAX:
             _compiled.clear()
         _compiled[code] = (body, tail)
-    return body, tail
+    return body, tail, keep
 
 
 def _defines_code(co):
@@ -113,8 +115,7 @@ def execute(code, ns, filename):
     result = Result()
     keep = False
     try:
-        body, tail = _compile_cell(code, filename)
-        keep = _defines_code(body) or _defines_code(tail)
+        body, tail, keep = _compile_cell(code, filename)
         if keep:
             _register_source(filename, code)
         if body is not None:

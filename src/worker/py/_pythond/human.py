@@ -9,8 +9,9 @@ prompt of `input()` never overtakes earlier prints. The editor waits for `done` 
 reaches it (the PTY's foreground process) and it asks us to interrupt the main thread.
 
 Agent `run` cells are announced as `[ai] run: <first line>` and their output is copied to the PTY
-while a client is attached. Unattached, only the last TAIL bytes are kept and written when the
-cell ends: a PTY is slower than the capture path and nobody is watching.
+while a client is attached. Unattached, nothing is done while the cell runs (a PTY is slower than
+the capture path and nobody is watching); when it ends, its header and last TAIL bytes wait for
+the next attach.
 """
 import ast
 import builtins
@@ -163,87 +164,129 @@ def complete(ns, text):
     return matches
 
 
-class AgentShow(object):
-    """Shows one agent `run` cell on the terminal: header, output (or its tail), error.
+def _header(code):
+    lines = code.strip("\n").split("\n")
+    first = lines[0].rstrip() if lines else ""
+    if len(first) > 200:
+        first = first[:200] + "..."
+    more = "  (+%d lines)" % (len(lines) - 1) if len(lines) > 1 else ""
+    return ("[ai] run: %s%s\n" % (first, more)).encode("utf-8", "backslashreplace")
 
-    With a client attached the editor is paused (the prompt moves out of the way) and output is
-    copied live. With nobody attached nothing waits: the header and the last TAIL bytes go to
-    the editor as one message when the cell ends, for the scrollback. A client attaching
-    mid-cell switches it to live.
-    """
+
+def _tail(cell):
+    """(the last TAIL bytes the cell has printed, how many bytes it printed), under cell.out.lock."""
+    total = cell.kept + cell.dropped
+    chunks = cell.chunks
+    if not chunks:
+        return b"", total
+    last = chunks[-1]
+    if len(last) >= TAIL or len(chunks) == 1:
+        return last[-TAIL:], total
+    parts = []
+    size = 0
+    for c in reversed(chunks):
+        parts.append(c)
+        size += len(c)
+        if size >= TAIL:
+            break
+    return b"".join(reversed(parts))[-TAIL:], total
+
+
+def _skipped_note(tail, total):
+    hidden = total - len(tail)
+    return b"[... %d bytes not shown: no terminal was attached ...]\n" % hidden if hidden > 0 else b""
+
+
+class AgentShow(object):
+    """One agent `run` cell shown live on the attached terminal: the editor is paused (the prompt
+    moves out of the way), the header and what the cell printed so far are shown, then its output
+    as it comes, then its error."""
 
     def __init__(self, term, cell):
         self.term = term
         self.cell = cell
         self.orig = cell.out.sink
-        self.tail = b""
-        self.skipped = 0
-        self.ends_nl = True
-        self.live = False
+        tail, total = _tail(cell)  # a cell that ran unwatched until a client attached
+        self.ends_nl = not tail or tail.endswith(b"\n")
         cell.out.sink = self
-        if term.viewers:
-            self._go_live()
-
-    @property
-    def header(self):
-        lines = self.cell.code.strip("\n").split("\n")
-        first = lines[0].rstrip() if lines else ""
-        if len(first) > 200:
-            first = first[:200] + "..."
-        more = "  (+%d lines)" % (len(lines) - 1) if len(lines) > 1 else ""
-        return ("[ai] run: %s%s\n" % (first, more)).encode("utf-8", "backslashreplace")
-
-    def _go_live(self):
-        self.live = True
-        self.term.pause_editor()
-        self.term.write(self.header + self._take_tail())
+        term.pause_editor()
+        term.write(_header(cell.code) + _skipped_note(tail, total) + tail)
 
     def __call__(self, data):
         self.orig(data)
-        if not self.live and self.term.viewers:  # a dict read: no lock needed to peek
-            self._go_live()
-        if self.live:
-            self.term.write(data)
-            self.ends_nl = data.endswith(b"\n")
-        else:
-            self.skipped += len(data)
-            self.tail = data[-TAIL:] if len(data) >= TAIL else (self.tail + data)[-TAIL:]
-
-    def _take_tail(self):
-        if not self.skipped:
-            return b""
-        hidden = self.skipped - len(self.tail)
-        note = b"[... %d bytes not shown: no terminal was attached ...]\n" % hidden if hidden > 0 else b""
-        out, self.tail, self.skipped = note + self.tail, b"", 0
-        self.ends_nl = out.endswith(b"\n")
-        return out
+        self.term.write(data)
+        self.ends_nl = data.endswith(b"\n")
 
     def end(self, cell):
         if cell.out.sink is self:
             cell.out.sink = self.orig
-        if self.live:
-            self.term.write(self.render())
-            self.term.resume_editor()
-        else:
-            self.term.stray(self)  # rendered when shown: nobody may ever attach
+        text = b"" if self.ends_nl else b"\n"
+        if cell.status == "error" and cell.error:
+            text += (cell.error + "\n").encode("utf-8", "backslashreplace")
+        self.term.write(text)
+        self.term.resume_editor()
 
-    def size(self):
-        """About what render() will give (for the bound on what waits for an attach)."""
-        return len(self.cell.code) + len(self.tail) + len(self.cell.error) + 80
+
+class QuietRecord(object):
+    """An agent `run` cell that ended with nobody attached: what the terminal shows of it at the
+    next attach (header, the last TAIL bytes of output, error), rendered only then. It keeps none
+    of the cell (its output record may hold megabytes that eviction must be able to free)."""
+    __slots__ = ("code", "tail", "total", "error", "size")
+
+    def __init__(self, cell):
+        self.code = cell.code
+        with cell.out.lock:
+            self.tail, self.total = _tail(cell)
+        self.error = cell.error if cell.status == "error" else ""
+        self.size = len(self.code) + len(self.tail) + len(self.error) + 80  # about len(render())
 
     def render(self):
-        """What is still to be shown of the ended cell: header unless live, tail, error."""
-        text = self._take_tail() if self.live else self.header + self._take_tail()
-        if not self.ends_nl:
+        text = _header(self.code) + _skipped_note(self.tail, self.total) + self.tail
+        if self.tail and not self.tail.endswith(b"\n"):
             text += b"\n"
-        if self.cell.status == "error" and self.cell.error:
-            text += (self.cell.error + "\n").encode("utf-8", "backslashreplace")
+        if self.error:
+            text += (self.error + "\n").encode("utf-8", "backslashreplace")
         return text
 
 
 def agent_begin(w, cell):
-    term = getattr(w, "terminal", None)
-    return AgentShow(term, cell) if term is not None else None
+    """An agent `run` cell starts: shown live if a client is attached; otherwise the terminal
+    notes it as its quiet cell, so that a client attaching mid-cell takes it live
+    (Terminal.attach -> agent_attached). Returns what agent_end needs."""
+    term = w.terminal
+    if term is None:
+        return None
+    if term.viewers:  # a dict read: no lock needed to peek
+        return AgentShow(term, cell)
+    term.quiet_cell = cell
+    return term
+
+
+def agent_attached(term):
+    """IO thread, after a client attached: the quiet cell running now, if any, goes live."""
+    cell = term.quiet_cell
+    if cell is None:
+        return
+    with cell.out.lock:  # its output is not being delivered meanwhile
+        if term.quiet_cell is cell and cell.status == "running" and not isinstance(cell.out.sink, AgentShow):
+            AgentShow(term, cell)
+
+
+def agent_end(cell, shown):
+    """The cell's reply is out: the terminal's part (shown: what agent_begin returned)."""
+    if shown is None:
+        return
+    if isinstance(shown, AgentShow):
+        shown.end(cell)
+        return
+    term = shown
+    with cell.out.lock:
+        term.quiet_cell = None
+        live = cell.out.sink
+    if isinstance(live, AgentShow):  # a client attached mid-cell
+        live.end(cell)
+    else:
+        term.stray(QuietRecord(cell))  # rendered when shown: nobody may ever attach
 
 
 class _TermStdin(object):

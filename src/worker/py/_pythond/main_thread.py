@@ -33,10 +33,11 @@ class MainThread(object):
 
     def _serve_main(self):
         poll = self.main_poll.poll
+        jobs = self.jobs
         while True:
-            while True:
+            while not jobs.empty():  # (get_nowait would raise Empty at every turn)
                 try:
-                    job = self.jobs.get_nowait()
+                    job = jobs.get_nowait()
                 except queue.Empty:
                     break
                 job()
@@ -82,22 +83,39 @@ class MainThread(object):
                            "error": "worker: only run goes on the run lane (got %r)" % h.get("op")})
 
     def run_frame(self, conn, rid, h, body):
-        """One `run` request, on the main thread: start, output and end go out corked (wire.py)."""
-        self.last_activity = time.time()
+        """One `run` request, on the main thread. Start, output and end go out corked (wire.py):
+        for a quick cell, one write. This is the hot path of the whole product (a cell like
+        `x + 1` spends most of its time here): keep it flat, one call per step."""
         cell = cells.Cell("run", body.decode("utf-8", "replace"))
+        self.last_activity = cell.started
         self.cells.add(cell)
         cell.subscribe(conn, rid)
-        conn.cork()
+        conn.cork(wire.cell_header("start", rid, cell.id))
         self.corked = conn
         show = None
         try:
-            conn.send(wire.cell_header("start", rid, cell.id))
-            show = self.run_sync(cell, h.get("timeout"))
+            show = human.agent_begin(self, cell)  # `[ai] run: ...` on the attached terminal
+            timeout = h.get("timeout")
+            try:
+                result = self._execute_sync(cell, timeout)
+            except KeyboardInterrupt:  # a second SIGINT landed in our own clean-up, before sync_cell was cleared
+                result = execute.Result()
+                result.ok = False
+                result.error = "KeyboardInterrupt"
+            if self.in_fork_child:
+                # The cell called os.fork() and this is the child, back from the cell: it must not
+                # answer for the cell, nor read the daemon's sockets it shares with us.
+                os._exit(0)
+            if cell.extra and cell.extra.get("timed_out"):
+                result.ok = False
+                result.error = (result.error + "\n" if result.error else "") + \
+                    "pythond: cell interrupted after --timeout %gs; the session is still alive" % timeout
+            cell.finish(result, self.history)
+            ops.send_end(cell)
         finally:
             self.corked = None
             conn.uncork()
-        if show is not None:  # the reply is out: the terminal's record of the cell waits for nobody
-            show.end(cell)
+        human.agent_end(cell, show)  # the reply is out: the terminal's record of the cell waits for nobody
 
     def _flush_corked(self):
         """Capture thread, every tick: what a running cell has sent so far goes out."""
@@ -105,36 +123,15 @@ class MainThread(object):
         if conn is not None and conn.wbuf:
             conn.flush()
 
-    def run_sync(self, cell, timeout):
-        """Runs on the main thread: one sync cell, output owned by it (fds included). Returns
-        the cell's terminal display (human.AgentShow) for the caller to end, or None."""
-        show = human.agent_begin(self, cell)  # `[ai] run: ...` on the attached terminal
-        try:
-            result = self._execute_sync(cell, timeout)
-        except KeyboardInterrupt:  # a second SIGINT landed in our own clean-up, before sync_cell was cleared
-            result = execute.Result()
-            result.ok = False
-            result.error = "KeyboardInterrupt"
-        if self.in_fork_child:
-            # The cell called os.fork() and this is the child, back from the cell: it must not
-            # answer for the cell, nor read the daemon's sockets it shares with us.
-            os._exit(0)
-        if cell.extra.get("timed_out"):
-            result.ok = False
-            result.error = (result.error + "\n" if result.error else "") + \
-                "pythond: cell interrupted after --timeout %gs; the session is still alive" % timeout
-        cell.finish(result, self.history)
-        ops.send_end(cell)
-        return show  # the caller ends it once the reply is out
-
     def _execute_sync(self, cell, timeout):
+        """The cell's code on this thread, which owns its output (fds included) meanwhile."""
         timer = None
         if timeout:
             timer = threading.Timer(timeout, self._timeout, (cell,))
             timer.daemon = True
             timer.start()
-        capture.bind_thread(cell.out)
-        self.capture.set_owner(cell.out)
+        out = cell.out
+        self.capture.own(out)
         try:
             try:
                 # From here SIGINT raises KeyboardInterrupt (_on_sigint), so inside the try: one
@@ -149,10 +146,7 @@ class MainThread(object):
             self.sync_cell = None
             if timer is not None:
                 timer.cancel()
-            try:
-                capture.release_owner(cell.out)
-            finally:
-                capture.bind_thread(None)
+            capture.release_owner(out)
         return result
 
     def _timeout(self, cell):

@@ -59,6 +59,7 @@ class Terminal(object):
         self.ring = bytearray()
         self.later = collections.deque()  # shown at the next attach (stray)
         self.later_size = 0
+        self.quiet_cell = None  # the agent run cell running unwatched (human.agent_begin)
         self.viewers = {}  # daemon Conn -> set of attachment ids
         self.inq = bytearray()
         self.dropped_input = 0
@@ -99,17 +100,17 @@ class Terminal(object):
             return sum(len(a) for a in self.viewers.values())
 
     def stray(self, data):
-        """Output of no cell, or an ended agent cell (human.AgentShow, rendered when shown). With
+        """Output of no cell, or an ended agent cell (human.QuietRecord, rendered when shown). With
         nobody attached it waits in `later` (about its last RING_MAX bytes) and reaches the PTY at
         the next attach, before the scrollback is replayed: a session nobody watches spends no
         PTY round trip per cell."""
         with self.lock:
             if not self.viewers:
                 self.later.append(data)
-                self.later_size += len(data) if type(data) is bytes else min(data.size(), RING_MAX)
+                self.later_size += len(data) if type(data) is bytes else min(data.size, RING_MAX)
                 while self.later_size > RING_MAX and len(self.later) > 1:
                     old = self.later.popleft()
-                    self.later_size -= len(old) if type(old) is bytes else min(old.size(), RING_MAX)
+                    self.later_size -= len(old) if type(old) is bytes else min(old.size, RING_MAX)
                 return
         self._show(data if type(data) is bytes else data.render())
 
@@ -147,6 +148,7 @@ class Terminal(object):
             conn.send({"op": "reply", "rid": rid, "ok": True, "data": "OK attached"})
             conn.send({"op": "tout", "aid": aid}, self._replay())
             self.viewers.setdefault(conn, set()).add(aid)
+        human.agent_attached(self)  # an agent cell running unwatched goes live
 
     def _replay(self):
         data = bytes(self.ring)

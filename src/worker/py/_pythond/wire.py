@@ -17,6 +17,19 @@ RECV_SIZE = 256 << 10
 
 
 _encode_json = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps would build one per call
+_scan_json = json.JSONDecoder().scan_once  # the C scanner: json.loads is three Python layers above it
+
+
+def decode_header(data):
+    """A frame's header (UTF-8 JSON object) from bytes; ValueError if it is anything else."""
+    text = data.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    try:
+        header, end = _scan_json(text, 0)
+    except StopIteration:
+        raise ValueError("frame header is not JSON")
+    if end != len(text) or type(header) is not dict:
+        raise ValueError("frame header is not a JSON object")
+    return header
 
 
 def encode(header, body=b""):
@@ -70,9 +83,14 @@ class Conn(object):
                 return self.wsize < CORK_MAX or self._flush_locked()
             return self._write_locked(head + body) if len(body) < 65536 else self._write_locked(head, body)
 
-    def cork(self):
+    def cork(self, header=None):
+        """From now on sends gather (see the class); header: a first frame to gather (no body)."""
         with self.lock:
             self.corked = True
+            if header is not None:
+                head = _PREFIX.pack(4 + len(header), len(header)) + header
+                self.wbuf.append(head)
+                self.wsize += len(head)
 
     def uncork(self):
         with self.lock:
@@ -115,25 +133,40 @@ class Conn(object):
         if not n:
             return None
         try:
-            return self.feed(self.rview[:n])
+            if self.buf:
+                return self.feed(self.rview[:n])
+            # The usual read: whole frames, nothing left over from before. They are parsed where
+            # they lie; only an incomplete tail is kept.
+            out, used = _parse(self.rview, n)
+            if used < n:
+                self.buf += self.rview[used:n]
+            return out
         except ValueError:
             return None
 
     def feed(self, data):
-        """Appends received bytes; yields complete (header, body) pairs."""
+        """Appends received bytes; returns the complete (header, body) pairs."""
         self.buf += data
-        out = []
-        while len(self.buf) >= 8:
-            total, hlen = _PREFIX.unpack_from(self.buf, 0)
-            if total > MAX_FRAME or hlen > total - 4:
-                raise ValueError("bad frame from daemon")
-            if len(self.buf) < 4 + total:
-                break
-            header = json.loads(bytes(self.buf[8:8 + hlen]).decode("utf-8"))
-            body = bytes(self.buf[8 + hlen:4 + total])
-            del self.buf[:4 + total]
-            out.append((header, body))
+        out, used = _parse(self.buf, len(self.buf))
+        del self.buf[:used]
         return out
+
+
+def _parse(buf, n):
+    """The whole frames in buf[:n]: ([(header, body)], bytes they take)."""
+    out = []
+    off = 0
+    while n - off >= 8:
+        total, hlen = _PREFIX.unpack_from(buf, off)
+        if total > MAX_FRAME or hlen > total - 4:
+            raise ValueError("bad frame from daemon")
+        end = off + 4 + total
+        if end > n:
+            break
+        start = off + 8 + hlen
+        out.append((decode_header(bytes(buf[off + 8:start])), bytes(buf[start:end])))
+        off = end
+    return out, off
 
 
 def poke(fd):
