@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Tmux } from "../fixtures/tmux.ts";
-import { makeEnv, rawClient, startDaemon, until, type Daemon } from "./harness.ts";
+import { makeEnv, PYSH, rawClient, startDaemon, until, type Daemon } from "./harness.ts";
 
 let d: Daemon;
 beforeAll(async () => {
@@ -252,6 +252,44 @@ describe("protocol", () => {
     await screen.until(/early\r\nlate\r\n/);
     expect((await running).stdout).toBe("early\nlate\n");
     c.close();
+  });
+
+  test("attaching while the cell waits on a stopped client locks nothing up", async () => {
+    await newSession("stall");
+    await d.pysh(["run", "stall", "import threading; ev = threading.Event()"]);
+    const code = "ev.wait(60)\nimport sys\nfor i in range(20): sys.stdout.write('y' * 1_000_000)\nprint()\nprint('EN' + 'D')";
+    const run = Bun.spawn([PYSH, "run", "stall", code], { env: d.e.env, stdout: "pipe", stderr: "pipe" });
+    try {
+      let id = "";
+      await until(async () => {
+        id = (JSON.parse((await d.pysh(["status", "stall"])).stdout).running as string[])[0] ?? "";
+        return id !== "";
+      }, "the cell running");
+      // pysh stops reading: the daemon stops acknowledging, and the cell waits for
+      // acknowledgements with its output lock held (they come through the worker's IO thread).
+      process.kill(run.pid, "SIGSTOP");
+      await d.pysh(["fire", "stall", "ev.set()"]);
+      let last = -1;
+      await until(async () => {
+        const n = (await d.pysh(["poll", "stall", id])).stdout.length;
+        const still = n === last;
+        last = n;
+        return n > 1_000_000 && still;
+      }, "the cell's output to stop growing");
+      const c = await rawClient(d.e.sock, ["pythond.1"]);
+      expect(await c.ask("attach stall")).toBe("OK attached");
+      expect((await d.pysh(["status", "stall"])).stdout).toContain('"running"'); // the IO thread answers
+      process.kill(run.pid, "SIGCONT");
+      const out = await new Response(run.stdout).text();
+      expect(await run.exited).toBe(0);
+      expect(out.length).toBe(20_000_000 + 5);
+      await new RawScreen(c).until(/END\r\n/); // live on the terminal, or its record at the end
+      expect((await d.pysh(["run", "stall", "1 + 1"])).stdout).toBe("2\n");
+      c.close();
+    } finally {
+      run.kill("SIGCONT");
+      run.kill();
+    }
   });
 
   test("errors: missing session, bad size, already attached", async () => {

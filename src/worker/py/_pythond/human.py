@@ -262,14 +262,22 @@ def agent_begin(w, cell):
     return term
 
 
-def agent_attached(term):
-    """IO thread, after a client attached: the quiet cell running now, if any, goes live."""
+def agent_attached(term, wait=False):
+    """A client is attached: the quiet cell running now, if any, goes live. Under the cell's
+    output lock (no delivery meanwhile), which the IO thread only tries to take: a cell waiting
+    for acknowledgements holds it, and the IO thread is the one that reads them. Then the capture
+    thread's next ticks (wait=True: a short wait each) do it (MainThread._flush_corked)."""
     cell = term.quiet_cell
     if cell is None:
         return
-    with cell.out.lock:  # its output is not being delivered meanwhile
-        if term.quiet_cell is cell and cell.status == "running" and not isinstance(cell.out.sink, AgentShow):
+    lock = cell.out.lock
+    if not (lock.acquire(True, 0.01) if wait else lock.acquire(False)):
+        return
+    try:
+        if term.quiet_cell is cell and cell.status == "running" and term.viewers and not isinstance(cell.out.sink, AgentShow):
             AgentShow(term, cell)
+    finally:
+        lock.release()
 
 
 def agent_end(cell, shown):

@@ -118,10 +118,14 @@ class MainThread(object):
         human.agent_end(cell, show)  # the reply is out: the terminal's record of the cell waits for nobody
 
     def _flush_corked(self):
-        """Capture thread, every tick: what a running cell has sent so far goes out."""
+        """Capture thread, every tick: what a running cell has sent so far goes out; an agent
+        cell a client attached to goes live if the IO thread could not do it (human.py)."""
         conn = self.corked
         if conn is not None and conn.wbuf:
             conn.flush()
+        term = self.terminal
+        if term is not None and term.quiet_cell is not None and term.viewers:
+            human.agent_attached(term, wait=True)
 
     def _execute_sync(self, cell, timeout):
         """The cell's code on this thread, which owns its output (fds included) meanwhile."""
