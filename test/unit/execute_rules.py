@@ -3,9 +3,8 @@ import io
 import sys
 
 sys.path.insert(0, ".")
+from pychecks import check, done  # noqa: E402 (beside this file)
 from _pythond import execute  # noqa: E402
-
-checks = 0
 
 
 def run(code, ns, filename="<cell-test>"):
@@ -17,14 +16,6 @@ def run(code, ns, filename="<cell-test>"):
     finally:
         sys.stdout = old
     return r, buf.getvalue()
-
-
-def check(cond, what):
-    global checks
-    checks += 1
-    if not cond:
-        sys.stderr.write("FAILED: %s\n" % what)
-        sys.exit(1)
 
 
 ns = {"__name__": "__main__"}
@@ -89,4 +80,4 @@ run("def h(): return 1", ns, "<cell-h1>")
 check("def h(): return 1" not in execute._compiled, "a cell defining a function is not cached")
 r, out = run("h()", ns, "<cell-h2>")
 check(out == "1\n", "function from a fresh compile works")
-print("ok %d checks" % checks)
+done()

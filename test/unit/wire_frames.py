@@ -5,17 +5,8 @@ import socket
 import sys
 
 sys.path.insert(0, ".")
+from pychecks import check, done  # noqa: E402 (beside this file)
 from _pythond import wire  # noqa: E402
-
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    checks += 1
-    if not cond:
-        sys.stderr.write("FAILED: %s\n" % what)
-        sys.exit(1)
 
 
 def frame(header, body=b""):
@@ -62,4 +53,4 @@ x.sendall(wire._PREFIX.pack(4, 9) + b"\0" * 8)
 check(c.receive() is None, "refused: a header longer than its frame")
 x.close()
 check(wire.Conn(y).receive() is None, "a closed connection ends")
-print("ok %d checks" % checks)
+done()
