@@ -204,7 +204,6 @@ class AgentShow(object):
 
     def __init__(self, term, cell):
         self.term = term
-        self.cell = cell
         self.orig = cell.out.sink
         tail, total = _tail(cell)  # a cell that ran unwatched until a client attached
         self.ends_nl = not tail or tail.endswith(b"\n")

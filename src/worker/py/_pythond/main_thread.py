@@ -115,7 +115,7 @@ class MainThread(object):
         finally:
             self.corked = None
             conn.uncork()
-        human.agent_end(cell, show)  # the reply is out: the terminal's record of the cell waits for nobody
+            human.agent_end(cell, show)  # the reply is out: the terminal's record of the cell waits for nobody
 
     def _flush_corked(self):
         """Capture thread, every tick: what a running cell has sent so far goes out; an agent
