@@ -56,7 +56,10 @@ class Cell(object):
     thread_ident = None
     counted = 0  # what Cells counts of this cell's output (set once it has ended)
 
-    def __init__(self, kind, code):
+    def __init__(self, kind, code, sub=None):
+        """sub: (conn, rid) to stream the output to from the start (a `run`)."""
+        if sub is not None:
+            self.sub = sub
         self.id = new_id()
         self.kind = kind
         self.code = code
@@ -110,18 +113,6 @@ class Cell(object):
     def output_text(self):
         return self.output_bytes().decode("utf-8", "replace").rstrip("\n")
 
-    def subscribe(self, conn, rid):
-        with _LOCK:
-            self.sub = (conn, rid)
-            self.unacked = 0
-
-    def unsubscribe(self):
-        """The cell has ended: returns (conn, rid) of whoever streamed it, if anyone did."""
-        with _LOCK:
-            sub, self.sub = self.sub, None
-            _wake_locked()
-        return sub
-
     def ack(self, n):
         with _LOCK:
             self.unacked = max(0, self.unacked - n)
@@ -136,7 +127,8 @@ class Cell(object):
     # -- result ------------------------------------------------------------------------------
     def finish(self, result, history=None):
         """Ends the cell. History is written before the status changes, so whoever sees the cell
-        finished (a reply, a poll) also finds it in history.py / session.log."""
+        finished (a reply, a poll) also finds it in history.py / session.log. Returns (conn, rid)
+        of whoever streamed its output, if anyone did: they get the end (ops.send_end)."""
         self.out.flush()
         self.ended = time.time()
         self.error = result.error
@@ -145,7 +137,9 @@ class Cell(object):
             history.record(self, result.ok)
         with _LOCK:
             self.status = "done" if result.ok else "error"
+            sub, self.sub = self.sub, None
             _wake_locked()
+        return sub
 
     def wait_done(self, timeout=None):
         """True once the cell has ended (False if timeout seconds passed first)."""
@@ -173,10 +167,20 @@ class Cells(object):
         self._unsettled = []  # cells not counted yet: running when last looked at
 
     def add(self, cell):
+        self.insert(cell)
+        self.tidy()
+
+    def insert(self, cell):
+        """A new cell, without the bookkeeping of the others (tidy), which a `run` does after its
+        reply is out."""
         with self.lock:
             self.by_id[cell.id] = cell
             self.count += 1
             self._unsettled.append(cell)
+
+    def tidy(self):
+        """Counts the output of cells that ended, evicts those past the limits."""
+        with self.lock:
             self._settle_locked()
             self._evict_locked()
 

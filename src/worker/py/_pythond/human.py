@@ -233,9 +233,9 @@ class QuietRecord(object):
     __slots__ = ("code", "tail", "total", "error", "size")
 
     def __init__(self, cell):
+        """(under cell.out.lock)"""
         self.code = cell.code
-        with cell.out.lock:
-            self.tail, self.total = _tail(cell)
+        self.tail, self.total = _tail(cell)
         self.error = cell.error if cell.status == "error" else ""
         self.size = len(self.code) + len(self.tail) + len(self.error) + 80  # about len(render())
 
@@ -283,17 +283,18 @@ def agent_end(cell, shown):
     """The cell's reply is out: the terminal's part (shown: what agent_begin returned)."""
     if shown is None:
         return
-    if isinstance(shown, AgentShow):
+    if shown.__class__ is AgentShow:
         shown.end(cell)
         return
     term = shown
     with cell.out.lock:
         term.quiet_cell = None
         live = cell.out.sink
-    if isinstance(live, AgentShow):  # a client attached mid-cell
+        quiet = QuietRecord(cell) if live.__class__ is not AgentShow else None
+    if quiet is None:  # a client attached mid-cell
         live.end(cell)
     else:
-        term.stray(QuietRecord(cell))  # rendered when shown: nobody may ever attach
+        term.stray(quiet)  # rendered when shown: nobody may ever attach
 
 
 class _TermStdin(object):

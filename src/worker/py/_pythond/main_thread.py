@@ -86,10 +86,9 @@ class MainThread(object):
         """One `run` request, on the main thread. Start, output and end go out corked (wire.py):
         for a quick cell, one write. This is the hot path of the whole product (a cell like
         `x + 1` spends most of its time here): keep it flat, one call per step."""
-        cell = cells.Cell("run", body.decode("utf-8", "replace"))
+        cell = cells.Cell("run", body.decode("utf-8", "replace"), (conn, rid))
         self.last_activity = cell.started
-        self.cells.add(cell)
-        cell.subscribe(conn, rid)
+        self.cells.insert(cell)
         conn.cork(wire.cell_header("start", rid, cell.id))
         self.corked = conn
         show = None
@@ -110,12 +109,14 @@ class MainThread(object):
                 result.ok = False
                 result.error = (result.error + "\n" if result.error else "") + \
                     "pythond: cell interrupted after --timeout %gs; the session is still alive" % timeout
-            cell.finish(result, self.history)
-            ops.send_end(cell)
+            ops.send_end(cell, cell.finish(result, self.history))
         finally:
             self.corked = None
             conn.uncork()
-            human.agent_end(cell, show)  # the reply is out: the terminal's record of the cell waits for nobody
+            # The reply is out: what follows waits for nobody (the terminal's record of the cell,
+            # the bookkeeping of the session's other cells).
+            human.agent_end(cell, show)
+            self.cells.tidy()
 
     def _flush_corked(self):
         """Capture thread, every tick: what a running cell has sent so far goes out; an agent

@@ -26,8 +26,8 @@ def fail(conn, rid, code, message):
     reply(conn, rid, ok=False, code=code, error=message)
 
 
-def send_end(cell):
-    sub = cell.unsubscribe()
+def send_end(cell, sub):
+    """The end of a cell to sub, (conn, rid) as Cell.finish returned it."""
     if sub is None:
         return
     if cell.status == "done" and type(sub[1]) is int:  # every quick cell: no JSON encoder needed
