@@ -233,7 +233,7 @@ class QuietRecord(object):
     __slots__ = ("code", "tail", "total", "error", "size")
 
     def __init__(self, cell):
-        """(under cell.out.lock)"""
+        """Taken under cell.out.lock (agent_end), so no output lands while the tail is read."""
         self.code = cell.code
         self.tail, self.total = _tail(cell)
         self.error = cell.error if cell.status == "error" else ""
