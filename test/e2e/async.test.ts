@@ -151,14 +151,18 @@ describe("poll, wait, int", () => {
     expect((await d.pysh(["run", "work", "'usable'"])).stdout).toBe("usable\n");
     expect((await d.pysh(["int", "work"])).stdout).toBe("OK no running cells in work\n");
   });
-  test("eviction keeps running cells and drops the oldest finished ones", async () => {
+  test("eviction keeps running cells and drops the cells that finished first", async () => {
     const long = await cellOf(["fire", "work", "import threading\nev3 = threading.Event()\nev3.wait(60)"]);
     const first = await cellOf(["fire", "work", "'first'"]);
     await waitDone(first.cell_id);
     for (let i = 0; i < 8; i++) await d.pysh(["run", "work", `${i}`]);
     expect((await poll(long.cell_id)).status).toBe("running");
     expect((await d.pysh(["poll", "work", first.cell_id])).code).toBe(1);
+    // The long cell, started before all of these, ends last: it is the newest result, and the
+    // runs that ended before it go first (the cap is 6 here).
     await d.pysh(["run", "work", "ev3.set()"]);
     await waitDone(long.cell_id);
+    for (let i = 0; i < 3; i++) await d.pysh(["run", "work", `${i}`]);
+    expect(await poll(long.cell_id)).toEqual({ cell_id: long.cell_id, status: "done", output: "True" });
   });
 });

@@ -7,6 +7,7 @@ filling memory. If the subscriber goes away (client or daemon gone), the cell ru
 output stays in the record for `poll`/`wait`.
 """
 import collections
+import operator
 import os
 import random
 import threading
@@ -157,10 +158,15 @@ class Cell(object):
 
 
 class Cells(object):
-    """The session's cells: running ones and finished ones kept for poll (bounded)."""
+    """The session's cells: running ones and finished ones kept for poll (bounded).
+
+    Finished cells are evicted in the order they ended, not the order they started: a long fire
+    cell that ends after a thousand quick runs is the newest result, and must still be there for
+    the `poll` that comes for it."""
 
     def __init__(self):
-        self.by_id = collections.OrderedDict()
+        self.by_id = collections.OrderedDict()  # every kept cell, in the order they started
+        self.finished = collections.OrderedDict()  # the finished ones, in the order they ended
         self.lock = threading.Lock()
         self.count = 0
         self.kept_bytes = 0  # output kept by ended cells (as counted when they were settled)
@@ -185,27 +191,33 @@ class Cells(object):
             self._evict_locked()
 
     def _settle_locked(self):
-        """Counts the output of cells that ended since the last add: O(cells still running).
-        A thread of an ended cell may still write into it; a full recount every RECOUNT_EVERY
-        adds corrects that drift."""
+        """Moves the cells that ended since the last look to `finished` and counts their output:
+        O(cells still running). A thread of an ended cell may still write into it; a full recount
+        every RECOUNT_EVERY cells corrects that drift."""
         still = []
+        done = []
         for c in self._unsettled:
             if c.status == "running":
                 still.append(c)
             else:
-                c.counted = c.kept
-                self.kept_bytes += c.counted
+                done.append(c)
         self._unsettled = still
+        if len(done) > 1:
+            done.sort(key=operator.attrgetter("ended"))
+        for c in done:
+            c.counted = c.kept
+            self.kept_bytes += c.counted
+            self.finished[c.id] = c
         if self.count % RECOUNT_EVERY == 0:
-            for c in self.by_id.values():
-                if c.status != "running":
-                    c.counted = c.kept
-            self.kept_bytes = sum(c.counted for c in self.by_id.values())
+            for c in self.finished.values():
+                c.counted = c.kept
+            self.kept_bytes = sum(c.counted for c in self.finished.values())
 
     def get(self, cell_id):
         return self.by_id.get(cell_id)
 
     def latest(self):
+        """The cell started last."""
         with self.lock:
             return next(reversed(self.by_id.values()), None) if self.by_id else None
 
@@ -214,29 +226,29 @@ class Cells(object):
             return [c for c in self.by_id.values() if c.status == "running"]
 
     def _evict_locked(self):
-        """Oldest finished cells first, up to the first one that may stay: O(cells evicted).
-        Over MAX_CELLS, it goes down to MAX_CELLS - MAX_CELLS/16 at once, so that a session
-        at its cap (every busy session, after 1,000 cells) does this once in ~60 cells, not
-        at every cell."""
+        """Finished cells, those that ended first going first; running ones never: O(cells
+        evicted). Over MAX_CELLS, it goes down to MAX_CELLS - MAX_CELLS/16 at once, so that a
+        session at its cap (every busy session, after 1,000 cells) does this once in ~60 cells,
+        not at every cell."""
+        if not self.finished:
+            return
         if len(self.by_id) <= MAX_CELLS and self.kept_bytes <= MAX_KEPT_BYTES:
-            oldest = next(iter(self.by_id.values()))
-            if oldest.ended is None or time.time() - oldest.ended <= MAX_AGE:
+            if time.time() - next(iter(self.finished.values())).ended <= MAX_AGE:
                 return  # the usual case: nothing to evict, decided without a loop
         keep = MAX_CELLS - (MAX_CELLS >> 4) if len(self.by_id) > MAX_CELLS else MAX_CELLS
         now = time.time()
         victims = []
-        for c in self.by_id.values():
-            if c.status == "running":
-                continue
+        for c in self.finished.values():
             too_many = len(self.by_id) - len(victims) > keep
             too_big = self.kept_bytes > MAX_KEPT_BYTES
-            old = c.ended is not None and now - c.ended > MAX_AGE
+            old = now - c.ended > MAX_AGE
             if not (too_many or too_big or old):
                 break
             victims.append(c)
             self.kept_bytes -= c.counted
         for c in victims:
             del self.by_id[c.id]
+            del self.finished[c.id]
 
 
 class History(object):
