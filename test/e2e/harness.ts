@@ -138,6 +138,9 @@ export class Daemon {
   }
 }
 
+/** Where the daemon keeps its warm spare's socket and record (src/daemon/spare.ts). */
+export const sparesDir = (d: Daemon) => join(d.e.dir, "run", "pythond", "spares");
+
 export function killGroup(pid: number) {
   try {
     process.kill(-pid, "SIGKILL");

@@ -7,11 +7,13 @@
  * some threads lazily the first time it spawns a process or touches the file system from its
  * thread pool (and keeps them), so the very first count is lower for reasons that are not leaks.
  * After the warm-up the counts must come back exactly, apart from a slack of THREAD_SLACK threads
- * (Bun's pool may grow a worker under load and park it rather than end it).
+ * (Bun's pool may grow a worker under load and park it rather than end it). The last `new` of the
+ * warm-up starts the next spare, which holds three sockets in the daemon once linked (its control
+ * and run lanes and its stderr) and others while it starts: the start is read once it is linked.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { childPids, fdCount, fdKinds, threadCount } from "../fixtures/proc.ts";
-import { alive, startDaemon, until, type Daemon } from "./harness.ts";
+import { acceptedUnixConnections, childPids, fdCount, fdKinds, threadCount } from "../fixtures/proc.ts";
+import { alive, sparesDir, startDaemon, until, type Daemon } from "./harness.ts";
 
 const SESSIONS = 200;
 const CONNECTIONS = 2000;
@@ -79,6 +81,7 @@ function counts() {
 test(`${SESSIONS} sessions and ${CONNECTIONS} connections later, the daemon holds what it held before`, async () => {
   await churnSessions(6, "warm");
   await churnConnections(100);
+  await until(() => acceptedUnixConnections(`${sparesDir(d)}/`) === 2, "the next spare to be linked (control and run lanes)");
   const start = counts();
   const startKinds = fdKinds(d.pid);
 

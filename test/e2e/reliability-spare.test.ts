@@ -7,9 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { childPids } from "../fixtures/proc.ts";
-import { alive, makeEnv, startDaemon, until, type Daemon } from "./harness.ts";
-
-const sparesDir = (d: Daemon) => join(d.e.dir, "run", "pythond", "spares");
+import { alive, makeEnv, sparesDir, startDaemon, until, type Daemon } from "./harness.ts";
 
 function readySpare(d: Daemon): { pid: number; sock: string } | null {
   try {
