@@ -165,8 +165,8 @@ class Cells(object):
     the `poll` that comes for it."""
 
     def __init__(self):
-        self.by_id = collections.OrderedDict()  # every kept cell, in the order they started
-        self.finished = collections.OrderedDict()  # the finished ones, in the order they ended
+        self.by_id = {}  # every kept cell, in the order they started
+        self.finished = {}  # the finished ones, in the order they ended
         self.lock = threading.Lock()
         self.count = 0
         self.kept_bytes = 0  # output kept by ended cells (as counted when they were settled)
@@ -217,7 +217,7 @@ class Cells(object):
         return self.by_id.get(cell_id)
 
     def latest(self):
-        """The cell started last."""
+        """The cell started last (reversed() of a dict view: Python 3.8+)."""
         with self.lock:
             return next(reversed(self.by_id.values()), None) if self.by_id else None
 
