@@ -73,8 +73,10 @@ check(reg.get(big[0].id) is None and reg.get(big[1].id) is big[1], "over the byt
 check(reg.kept_bytes == 800, "kept bytes follow evictions (%d)" % reg.kept_bytes)
 cells.MAX_KEPT_BYTES = saved
 
-# Age: a cell that ended more than MAX_AGE ago goes even under every limit.
+# Age: a cell that ended more than MAX_AGE ago goes even under every limit, and even behind a
+# cell that started before it and still runs.
 reg = cells.Cells()
+still_running = new(reg, "fire")
 old = new(reg)
 finish(old)
 fresh = new(reg)
@@ -82,5 +84,6 @@ finish(fresh)
 old.ended = time.time() - cells.MAX_AGE - 1
 new(reg)
 check(reg.get(old.id) is None and reg.get(fresh.id) is fresh, "an hour-old result goes, a fresh one stays")
+check(reg.get(still_running.id) is still_running, "the running cell before it stays")
 
 done()
