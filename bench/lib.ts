@@ -7,7 +7,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, Daemon, makeEnv, until } from "../test/e2e/harness.ts";
+import { BIN, Daemon, makeEnv, sparesDir, until } from "../test/e2e/harness.ts";
 import { rss } from "../test/fixtures/proc.ts";
 
 export { BIN, PYSH, makeEnv, killGroup, until, type Daemon } from "../test/e2e/harness.ts";
@@ -38,15 +38,16 @@ export function startDaemon(args: string[] = []): Promise<Daemon> {
  */
 export async function spareSettled(d: Daemon): Promise<void> {
   if (process.env.PYTHOND_SPARE === "0") return;
-  const dir = join(d.e.dir, "run", "pythond", "spares");
-  const ready = () => {
-    try {
-      return readdirSync(dir).some((f) => f.endsWith(".json"));
-    } catch {
-      return false;
-    }
-  };
-  await until(ready, "the warm spare to be ready", 15_000).catch(() => {});
+  await until(() => spareReady(d), "the warm spare to be ready", 15_000).catch(() => {});
+}
+
+/** The daemon's warm spare has written its record (it is ready to be claimed). */
+export function spareReady(d: Daemon): boolean {
+  try {
+    return readdirSync(sparesDir(d)).some((f) => f.endsWith(".json"));
+  } catch {
+    return false;
+  }
 }
 
 export interface Row {

@@ -9,9 +9,7 @@
  *  - cold (same run, PYTHOND_SPARE=0): every `new` starts Python, the way it was before spares;
  *  - floor: starting the same interpreter to do nothing (`python3 -c pass`).
  */
-import { readdirSync } from "node:fs";
-import { join } from "node:path";
-import { fmtMs, median, pct, ratio, realPython, sorted, standalone, startDaemon, timeSpawn, until, WsClient, type BenchOptions, type BenchResult } from "./lib.ts";
+import { fmtMs, median, pct, ratio, realPython, sorted, spareReady, standalone, startDaemon, timeSpawn, until, WsClient, type BenchOptions, type BenchResult } from "./lib.ts";
 
 async function create(sock: string, n: number, prefix: string, before: () => Promise<void>) {
   const c = await WsClient.connect(sock, ["pythond.1"]);
@@ -41,16 +39,8 @@ export async function benchSession(o: BenchOptions): Promise<BenchResult> {
   let warm, b2b;
   {
     await using d = await startDaemon();
-    const spares = join(d.e.dir, "run", "pythond", "spares");
-    const spareReady = () => {
-      try {
-        return readdirSync(spares).some((f) => f.endsWith(".json"));
-      } catch {
-        return false;
-      }
-    };
     await create(d.e.sock, 2, "w", async () => {}); // the first `new` has no spare yet
-    warm = await create(d.e.sock, n, "s", () => until(spareReady, "the spare to be ready", 10_000));
+    warm = await create(d.e.sock, n, "s", () => until(() => spareReady(d), "the spare to be ready", 10_000));
     b2b = await create(d.e.sock, Math.min(n, 10), "b", async () => {});
   }
   let cold;
