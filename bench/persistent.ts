@@ -3,15 +3,19 @@
  * subprotocols (pythond.1 streams CELL / output / OK; pythond.0.4 answers once), plus a pipelined
  * run (many cells in flight on the connection) for throughput.
  *
- * Floor, measured in the same run: the same Bun client talking to a minimal Python process that
- * evaluates the same cell (`eval(code, ns)`, repr of the value) over a Unix socketpair: the cost
- * of a round trip to any Python at all (bench/floor.ts). The same evaluator behind a do-nothing
- * relay process: what any router between client and Python costs. And, where installed, a Jupyter kernel via jupyter_client
+ * Baselines, measured in the same run and in turns with the figures (interleaved): the same Bun
+ * client talking to a minimal Python process that evaluates the same cell (`eval(code, ns)`, repr
+ * of the value) over a Unix socketpair, the cost of a round trip to any Python at all (the floor,
+ * bench/floor.ts); the same evaluator behind a do-nothing relay process, what any router between
+ * client and Python costs; the session's worker asked directly, with no daemon in between, what
+ * the worker's own per-cell work costs. And, where installed, a Jupyter kernel via jupyter_client
  * (execute request until the execute_reply has come and iopub reports idle, after the execute_result).
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { workerRecordsDir } from "../src/paths.ts";
+import { WorkerLink } from "../src/worker/link.ts";
 import { cpuSeconds } from "../test/fixtures/proc.ts";
 import { startFloor } from "./floor.ts";
 import { fmtUs, pct, spareSettled, ratio, sorted, standalone, startDaemon, WsClient, type BenchOptions, type BenchResult, type Row } from "./lib.ts";
@@ -26,34 +30,66 @@ interface Lat {
   cpu?: Record<string, number>;
 }
 
-/** Runs fn (n cells) and adds the CPU each process spent per cell: /proc for pids, this process for "client". */
-async function withCpu(pids: Record<string, number>, n: number, fn: () => Promise<Lat>): Promise<Lat> {
-  const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
-  const self = process.cpuUsage();
-  const lat = await fn();
-  const used = process.cpuUsage(self);
-  const cpu: Record<string, number> = { client: (used.user + used.system) / 1000 / n };
-  for (const [k, pid] of Object.entries(pids)) cpu[k] = ((cpuSeconds(pid) - before[k]!) * 1000) / n;
-  return { ...lat, cpu };
-}
-
 function summarise(ms: number[], totalMs: number): Lat {
   const s = sorted(ms);
   return { p50: pct(s, 50), p99: pct(s, 99), perSec: (ms.length / totalMs) * 1000 };
 }
 
-/** `frame` is the same every time, or made per cell (i) to defeat the worker's compile cache. */
-async function sequential(c: WsClient, frame: string | ((i: number) => string), n: number, expectOut: string): Promise<Lat> {
-  const lat: number[] = [];
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) {
-    const f = typeof frame === "string" ? frame : frame(i);
-    const a = performance.now();
-    const r = await c.ask(f);
-    lat.push(performance.now() - a);
-    if (r.final !== "OK" && r.final !== expectOut) throw new Error(`unexpected reply ${JSON.stringify(r)}`);
+/** One way of getting the cell's answer: a round trip (it throws on a wrong answer), and the processes whose CPU it spends. */
+interface Contender {
+  name: string;
+  once(i: number): Promise<void>;
+  pids: Record<string, number>;
+}
+
+/**
+ * Runs the contenders in turns of `block` cells until each has run n (after a warm-up of 500
+ * each), so that every figure and its baselines go through the same phases of this shared
+ * machine: measured one after another, a figure and its baseline can be 1.5x apart from the
+ * machine alone. Per contender: latencies, cells/s, and CPU per cell of its processes (/proc)
+ * and of this process ("client").
+ */
+async function interleaved(cs: Contender[], n: number, block = 250): Promise<Record<string, Lat>> {
+  for (const c of cs) for (let i = 0; i < 500; i++) await c.once(i);
+  const acc = cs.map(() => ({ lat: [] as number[], wall: 0, client: 0, cpu: {} as Record<string, number> }));
+  for (let done = 0; done < n; done += block) {
+    const m = Math.min(block, n - done);
+    for (const [k, c] of cs.entries()) {
+      const a = acc[k]!;
+      const before = Object.entries(c.pids).map(([name, pid]) => [name, pid, cpuSeconds(pid)] as const);
+      const self = process.cpuUsage();
+      const t0 = performance.now();
+      for (let i = done; i < done + m; i++) {
+        const t = performance.now();
+        await c.once(i);
+        a.lat.push(performance.now() - t);
+      }
+      a.wall += performance.now() - t0;
+      const used = process.cpuUsage(self);
+      a.client += (used.user + used.system) / 1000;
+      for (const [name, pid, s] of before) a.cpu[name] = (a.cpu[name] ?? 0) + (cpuSeconds(pid) - s) * 1000;
+    }
   }
-  return summarise(lat, performance.now() - t0);
+  const out: Record<string, Lat> = {};
+  for (const [k, c] of cs.entries()) {
+    const a = acc[k]!;
+    const cpu: Record<string, number> = { client: a.client / n };
+    for (const [name, ms] of Object.entries(a.cpu)) cpu[name] = ms / n;
+    out[c.name] = { ...summarise(a.lat, a.wall), cpu };
+  }
+  return out;
+}
+
+/** A WebSocket client asking `frame` (or frame(i): a new cell text each time) and expecting `expect` as the final frame. */
+function wsContender(name: string, c: WsClient, frame: string | ((i: number) => string), expect: string, pids: Record<string, number>): Contender {
+  return {
+    name,
+    pids,
+    async once(i) {
+      const r = await c.ask(typeof frame === "string" ? frame : frame(i));
+      if (r.final !== expect) throw new Error(`${name}: unexpected reply ${JSON.stringify(r)}`);
+    },
+  };
 }
 
 /** Keeps `window` cells in flight on one connection; returns cells/s. */
@@ -74,29 +110,22 @@ async function pipelined(c: WsClient, frame: string, n: number, window: number, 
   return (n / (performance.now() - t0)) * 1000;
 }
 
-/** Round trips to the minimal Python evaluator (bench/floor.ts) from this process. */
-async function floor(n: number): Promise<Lat> {
+/** The minimal Python evaluator (bench/floor.ts), asked from this process. */
+async function floorContender(): Promise<Contender & { close(): Promise<void> }> {
   let wake: ((b: Uint8Array) => void) | undefined;
   const ev = await startFloor((a) => wake?.(a));
-  const once = () =>
-    new Promise<Uint8Array>((resolve) => {
-      wake = resolve;
-      ev.send(CELL);
-    });
-  for (let i = 0; i < 200; i++) await once();
-  const res = await withCpu({ python: ev.pid }, n, async () => {
-    const lat: number[] = [];
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) {
-      const a = performance.now();
-      const r = await once();
-      lat.push(performance.now() - a);
+  return {
+    name: "floor",
+    pids: { python: ev.pid },
+    async once() {
+      const r = await new Promise<Uint8Array>((resolve) => {
+        wake = resolve;
+        ev.send(CELL);
+      });
       if (r.length !== 2) throw new Error("floor evaluator answered wrongly");
-    }
-    return summarise(lat, performance.now() - t0);
-  });
-  await ev.end();
-  return res;
+    },
+    close: () => ev.end(),
+  };
 }
 
 /**
@@ -104,25 +133,61 @@ async function floor(n: number): Promise<Lat> {
  * WebSocket server that forwards each cell and each answer. The least a design with a router
  * process between client and Python can cost, measured with the client pythond's figures use.
  */
-async function relayFloor(n: number): Promise<Lat> {
+async function relayContender(): Promise<Contender & { close(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), "pyd-relay-"));
   const sock = join(dir, "relay.sock");
   const relay = Bun.spawn([process.execPath, join(import.meta.dir, "floor.ts"), sock], { stdout: "pipe", stderr: "inherit" });
+  const close = async () => {
+    relay.kill();
+    await relay.exited;
+    rmSync(dir, { recursive: true, force: true });
+  };
   try {
     const reader = relay.stdout.getReader();
     const first = await reader.read();
     if (!new TextDecoder().decode(first.value).includes("ready")) throw new Error("the relay did not start");
     reader.releaseLock();
     const c = await WsClient.connect(sock, []);
-    await sequential(c, CELL, 500, "42");
-    const res = await withCpu({ relay: relay.pid }, n, () => sequential(c, CELL, n, "42"));
-    c.close();
-    return res;
-  } finally {
-    relay.kill();
-    await relay.exited;
-    rmSync(dir, { recursive: true, force: true });
+    return {
+      ...wsContender("relay", c, CELL, "42", { relay: relay.pid }),
+      async close() {
+        c.close();
+        await close();
+      },
+    };
+  } catch (e) {
+    await close();
+    throw e;
   }
+}
+
+/**
+ * The session's worker with no daemon in between: this process speaks the worker protocol on a
+ * run lane of its own (the daemon's WorkerLink, the secret from the session's record), so a cell
+ * costs one hop, as the floor's does, plus everything the worker does for a cell (capture, the
+ * cell record, history). What the worker alone costs, beside what the daemon adds.
+ */
+async function workerAloneContender(sock: string, session: string): Promise<Contender & { close(): void }> {
+  const rec = JSON.parse(readFileSync(join(workerRecordsDir(sock), `${session}.json`), "utf8")) as { sock: string; secret: string; pid: number };
+  const link = await WorkerLink.connect(rec.sock, rec.secret);
+  const dec = new TextDecoder();
+  return {
+    name: "alone",
+    pids: { worker: rec.pid },
+    async once() {
+      const out = await new Promise<string>((resolve, reject) => {
+        let text = "";
+        link.run(CELL, undefined, {
+          start() {},
+          out: (b) => (text += dec.decode(b)),
+          end: (h) => (h.ok ? resolve(text) : reject(new Error(`worker: ${String(h.error)}`))),
+          lost: (why) => reject(new Error(`worker lost: ${why}`)),
+        });
+      });
+      if (out !== "42\n") throw new Error(`the worker answered ${JSON.stringify(out)}`);
+    },
+    close: () => link.close(),
+  };
 }
 
 const JUPYTER_PY = `
@@ -195,50 +260,73 @@ export async function benchPersistent(o: BenchOptions): Promise<BenchResult> {
   const frame = `run bench\n${CELL}`;
 
   const v1 = await WsClient.connect(d.e.sock, ["pythond.1"]);
-  await sequential(v1, frame, 500, "42");
-  const ours = await withCpu({ daemon: d.pid, worker: d.workerPids()[0]! }, n, () => sequential(v1, frame, n, "42"));
+  const v0 = await WsClient.connect(d.e.sock, ["pythond.0.4"]);
+  const vFresh = await WsClient.connect(d.e.sock, ["pythond.1"]);
+  const fl = await floorContender();
+  const relay = await relayContender();
+  const alone = await workerAloneContender(d.e.sock, "bench");
+  const procs = { daemon: d.pid, worker: d.workerPids()[0]! };
+  let fresh = 0; // every cell text new (a comment with a counter): what a cell costs when it must be compiled
+  let lat: Record<string, Lat>;
+  try {
+    lat = await interleaved(
+      [
+        wsContender("ours", v1, frame, "OK", procs),
+        wsContender("legacy", v0, frame, "42", procs),
+        wsContender("fresh", vFresh, () => `${frame}  # ${fresh++}`, "OK", procs),
+        alone,
+        fl,
+        relay,
+      ],
+      n,
+    );
+  } finally {
+    alone.close();
+    await fl.close();
+    await relay.close();
+    vFresh.close();
+  }
   const v1Final = (m: string) => m === "OK" || m.startsWith("ERR");
   await pipelined(v1, frame, 1000, 32, v1Final); // warm-up, as for the one-at-a-time figures
   const piped = await pipelined(v1, frame, n, 32, v1Final);
-  // Every cell text new (a comment with a counter): what a cell costs when it must be compiled.
-  const fresh = await sequential(v1, (i) => `${frame}  # ${i}`, n, "42");
-  v1.close();
-  const v0 = await WsClient.connect(d.e.sock, ["pythond.0.4"]);
-  await sequential(v0, frame, 500, "42");
-  const legacy = await sequential(v0, frame, n, "42");
   await pipelined(v0, frame, 1000, 32, () => true);
   const pipedLegacy = await pipelined(v0, frame, n, 32, () => true);
+  v1.close();
   v0.close();
+  const { ours, legacy, fresh: freshLat, alone: aloneLat, floor: floorLat, relay: relayLat } = lat as Record<string, Lat>;
 
-  const fl = await floor(n);
-  const relay = await relayFloor(n);
   const jn = Math.max(100, Math.round(500 * o.scale));
   const jup = await jupyter(jn);
 
   const rows: Row[] = [
-    { figure: "pythond.1 p50", value: fmtUs(ours.p50), baseline: `floor ${fmtUs(fl.p50)}`, ratio: ratio(ours.p50, fl.p50), target: "<= 2x floor", met: ours.p50 <= 2 * fl.p50 },
-    { figure: "pythond.1 p99", value: fmtUs(ours.p99), baseline: `floor ${fmtUs(fl.p99)}`, ratio: ratio(ours.p99, fl.p99) },
-    { figure: "pythond.1 cells/s, one at a time", value: ours.perSec.toFixed(0), baseline: `floor ${fl.perSec.toFixed(0)}`, ratio: ratio(ours.perSec, fl.perSec), target: ">= 10000", met: ours.perSec >= 10_000 },
-    { figure: "pythond.1 cells/s, 32 in flight", value: piped.toFixed(0), baseline: `floor ${fl.perSec.toFixed(0)}`, ratio: ratio(piped, fl.perSec), target: ">= 10000", met: piped >= 10_000 },
-    { figure: "do-nothing relay process in between: p50", value: fmtUs(relay.p50), baseline: `floor ${fmtUs(fl.p50)}`, ratio: ratio(relay.p50, fl.p50) },
-    { figure: "pythond.1 p50 vs the do-nothing relay", value: fmtUs(ours.p50), baseline: `relay ${fmtUs(relay.p50)}`, ratio: ratio(ours.p50, relay.p50) },
-    { figure: "pythond.1 p50, new cell text each time", value: fmtUs(fresh.p50), baseline: `floor ${fmtUs(fl.p50)}`, ratio: ratio(fresh.p50, fl.p50) },
-    { figure: "pythond.0.4 p50", value: fmtUs(legacy.p50), baseline: `floor ${fmtUs(fl.p50)}`, ratio: ratio(legacy.p50, fl.p50), target: "<= 2x floor", met: legacy.p50 <= 2 * fl.p50 },
-    { figure: "pythond.0.4 p99", value: fmtUs(legacy.p99), baseline: `floor ${fmtUs(fl.p99)}`, ratio: ratio(legacy.p99, fl.p99) },
-    { figure: "pythond.0.4 cells/s, one at a time", value: legacy.perSec.toFixed(0), baseline: `floor ${fl.perSec.toFixed(0)}`, ratio: ratio(legacy.perSec, fl.perSec), target: ">= 10000", met: legacy.perSec >= 10_000 },
-    { figure: "pythond.0.4 cells/s, 32 in flight", value: pipedLegacy.toFixed(0), baseline: `floor ${fl.perSec.toFixed(0)}`, ratio: ratio(pipedLegacy, fl.perSec) },
+    { figure: "pythond.1 p50", value: fmtUs(ours.p50), baseline: `floor ${fmtUs(floorLat.p50)}`, ratio: ratio(ours.p50, floorLat.p50), target: "<= 2x floor", met: ours.p50 <= 2 * floorLat.p50 },
+    { figure: "pythond.1 p99", value: fmtUs(ours.p99), baseline: `floor ${fmtUs(floorLat.p99)}`, ratio: ratio(ours.p99, floorLat.p99) },
+    { figure: "pythond.1 cells/s, one at a time", value: ours.perSec.toFixed(0), baseline: `floor ${floorLat.perSec.toFixed(0)}`, ratio: ratio(ours.perSec, floorLat.perSec), target: ">= 10000", met: ours.perSec >= 10_000 },
+    { figure: "pythond.1 cells/s, 32 in flight", value: piped.toFixed(0), baseline: `floor ${floorLat.perSec.toFixed(0)}`, ratio: ratio(piped, floorLat.perSec), target: ">= 10000", met: piped >= 10_000 },
+    { figure: "do-nothing relay process in between: p50", value: fmtUs(relayLat.p50), baseline: `floor ${fmtUs(floorLat.p50)}`, ratio: ratio(relayLat.p50, floorLat.p50) },
+    { figure: "pythond.1 p50 vs the do-nothing relay", value: fmtUs(ours.p50), baseline: `relay ${fmtUs(relayLat.p50)}`, ratio: ratio(ours.p50, relayLat.p50) },
+    { figure: "the worker alone, no daemon: p50", value: fmtUs(aloneLat.p50), baseline: `floor ${fmtUs(floorLat.p50)}`, ratio: ratio(aloneLat.p50, floorLat.p50) },
+    { figure: "pythond.1 p50 vs the worker alone", value: fmtUs(ours.p50), baseline: `worker alone ${fmtUs(aloneLat.p50)}`, ratio: ratio(ours.p50, aloneLat.p50) },
+    { figure: "pythond.1 p50, new cell text each time", value: fmtUs(freshLat.p50), baseline: `floor ${fmtUs(floorLat.p50)}`, ratio: ratio(freshLat.p50, floorLat.p50) },
+    { figure: "pythond.0.4 p50", value: fmtUs(legacy.p50), baseline: `floor ${fmtUs(floorLat.p50)}`, ratio: ratio(legacy.p50, floorLat.p50), target: "<= 2x floor", met: legacy.p50 <= 2 * floorLat.p50 },
+    { figure: "pythond.0.4 p99", value: fmtUs(legacy.p99), baseline: `floor ${fmtUs(floorLat.p99)}`, ratio: ratio(legacy.p99, floorLat.p99) },
+    { figure: "pythond.0.4 cells/s, one at a time", value: legacy.perSec.toFixed(0), baseline: `floor ${floorLat.perSec.toFixed(0)}`, ratio: ratio(legacy.perSec, floorLat.perSec), target: ">= 10000", met: legacy.perSec >= 10_000 },
+    { figure: "pythond.0.4 cells/s, 32 in flight", value: pipedLegacy.toFixed(0), baseline: `floor ${floorLat.perSec.toFixed(0)}`, ratio: ratio(pipedLegacy, floorLat.perSec) },
   ];
   const c = ours.cpu!;
-  const f = fl.cpu!;
+  const f = floorLat.cpu!;
   rows.push(
     { figure: "CPU per cell: worker (python)", value: fmtUs(c.worker!), baseline: `floor python ${fmtUs(f.python!)}`, ratio: ratio(c.worker!, f.python!) },
-    { figure: "CPU per cell: daemon", value: fmtUs(c.daemon!), baseline: `do-nothing relay ${fmtUs(relay.cpu!.relay!)}`, ratio: ratio(c.daemon!, relay.cpu!.relay!) },
+    { figure: "CPU per cell: the worker alone, no daemon", value: fmtUs(aloneLat.cpu!.worker!), baseline: `floor python ${fmtUs(f.python!)}`, ratio: ratio(aloneLat.cpu!.worker!, f.python!) },
+    { figure: "CPU per cell: daemon", value: fmtUs(c.daemon!), baseline: `do-nothing relay ${fmtUs(relayLat.cpu!.relay!)}`, ratio: ratio(c.daemon!, relayLat.cpu!.relay!) },
     { figure: "CPU per cell: client", value: fmtUs(c.client!), baseline: `floor client ${fmtUs(f.client!)}`, ratio: ratio(c.client!, f.client!) },
   );
   const notes = [
-    `${n} cells per figure after 500 warm-up cells (1000 pipelined before the pipelined figures); client, daemon and worker share the 2 cores`,
-    "CPU per cell: user + system time from /proc over the pythond.1 one-at-a-time run (10 ms ticks), all threads",
+    `${n} cells per figure after 500 warm-up cells each (1000 pipelined before the pipelined figures); client, daemon and worker share the 2 cores`,
+    "one-at-a-time figures and their baselines are measured in turns of 250 cells each (pythond.1, pythond.0.4, new text, worker alone, floor, relay), so all see the same phases of the machine; the pipelined figures come after",
+    "CPU per cell: user + system time from /proc over each figure's own turns (10 ms ticks), all threads",
     "do-nothing relay: bench/floor.ts as a process between this client and the same evaluator (a Bun WebSocket server on a Unix socket that forwards cells and answers and does nothing else): the least any design with a router process between client and Python costs",
+    "the worker alone: this client on a run lane of the session's worker (the daemon's own worker-link code, no daemon process in between): one hop, like the floor, plus the worker's per-cell work (output capture, the cell record, history.py and session.log). With a router process in between, a cell costs at least this plus the relay's extra hop (relay minus floor)",
     "the worker reuses the compiled code of a cell text it has seen (execute.py); the floor compiles every time (eval of a string); 'new cell text each time' sends `x + 1  # <counter>`, compiled every time",
   ];
   if (typeof jup === "string") notes.push(`Jupyter: skipped: ${jup}`);
