@@ -37,8 +37,7 @@ function summarise(ms: number[], totalMs: number): Lat {
 
 /** One way of getting the cell's answer: a round trip (it throws on a wrong answer), and the processes whose CPU it spends. */
 interface Contender {
-  name: string;
-  once(i: number): Promise<void>;
+  once(): Promise<void>;
   pids: Record<string, number>;
 }
 
@@ -49,8 +48,8 @@ interface Contender {
  * machine alone. Per contender: latencies, cells/s, and CPU per cell of its processes (/proc)
  * and of this process ("client").
  */
-async function interleaved(cs: Contender[], n: number, block = 250): Promise<Record<string, Lat>> {
-  for (const c of cs) for (let i = 0; i < 500; i++) await c.once(i);
+async function interleaved(cs: Contender[], n: number, block = 250): Promise<Lat[]> {
+  for (const c of cs) for (let i = 0; i < 500; i++) await c.once();
   const acc = cs.map(() => ({ lat: [] as number[], wall: 0, client: 0, cpu: {} as Record<string, number> }));
   for (let done = 0; done < n; done += block) {
     const m = Math.min(block, n - done);
@@ -59,9 +58,9 @@ async function interleaved(cs: Contender[], n: number, block = 250): Promise<Rec
       const before = Object.entries(c.pids).map(([name, pid]) => [name, pid, cpuSeconds(pid)] as const);
       const self = process.cpuUsage();
       const t0 = performance.now();
-      for (let i = done; i < done + m; i++) {
+      for (let i = 0; i < m; i++) {
         const t = performance.now();
-        await c.once(i);
+        await c.once();
         a.lat.push(performance.now() - t);
       }
       a.wall += performance.now() - t0;
@@ -70,24 +69,20 @@ async function interleaved(cs: Contender[], n: number, block = 250): Promise<Rec
       for (const [name, pid, s] of before) a.cpu[name] = (a.cpu[name] ?? 0) + (cpuSeconds(pid) - s) * 1000;
     }
   }
-  const out: Record<string, Lat> = {};
-  for (const [k, c] of cs.entries()) {
-    const a = acc[k]!;
+  return acc.map((a) => {
     const cpu: Record<string, number> = { client: a.client / n };
     for (const [name, ms] of Object.entries(a.cpu)) cpu[name] = ms / n;
-    out[c.name] = { ...summarise(a.lat, a.wall), cpu };
-  }
-  return out;
+    return { ...summarise(a.lat, a.wall), cpu };
+  });
 }
 
-/** A WebSocket client asking `frame` (or frame(i): a new cell text each time) and expecting `expect` as the final frame. */
-function wsContender(name: string, c: WsClient, frame: string | ((i: number) => string), expect: string, pids: Record<string, number>): Contender {
+/** A WebSocket client asking `frame` (or frame(): a new cell text each time) and expecting `expect` as the final frame. */
+function wsContender(c: WsClient, frame: string | (() => string), expect: string, pids: Record<string, number>): Contender {
   return {
-    name,
     pids,
-    async once(i) {
-      const r = await c.ask(typeof frame === "string" ? frame : frame(i));
-      if (r.final !== expect) throw new Error(`${name}: unexpected reply ${JSON.stringify(r)}`);
+    async once() {
+      const r = await c.ask(typeof frame === "string" ? frame : frame());
+      if (r.final !== expect) throw new Error(`unexpected reply ${JSON.stringify(r)}`);
     },
   };
 }
@@ -115,7 +110,6 @@ async function floorContender(): Promise<Contender & { close(): Promise<void> }>
   let wake: ((b: Uint8Array) => void) | undefined;
   const ev = await startFloor((a) => wake?.(a));
   return {
-    name: "floor",
     pids: { python: ev.pid },
     async once() {
       const r = await new Promise<Uint8Array>((resolve) => {
@@ -149,7 +143,7 @@ async function relayContender(): Promise<Contender & { close(): Promise<void> }>
     reader.releaseLock();
     const c = await WsClient.connect(sock, []);
     return {
-      ...wsContender("relay", c, CELL, "42", { relay: relay.pid }),
+      ...wsContender(c, CELL, "42", { relay: relay.pid }),
       async close() {
         c.close();
         await close();
@@ -172,7 +166,6 @@ async function workerAloneContender(sock: string, session: string): Promise<Cont
   const link = await WorkerLink.connect(rec.sock, rec.secret);
   const dec = new TextDecoder();
   return {
-    name: "alone",
     pids: { worker: rec.pid },
     async once() {
       const out = await new Promise<string>((resolve, reject) => {
@@ -267,13 +260,13 @@ export async function benchPersistent(o: BenchOptions): Promise<BenchResult> {
   const alone = await workerAloneContender(d.e.sock, "bench");
   const procs = { daemon: d.pid, worker: d.workerPids()[0]! };
   let fresh = 0; // every cell text new (a comment with a counter): what a cell costs when it must be compiled
-  let lat: Record<string, Lat>;
+  let lats: Lat[];
   try {
-    lat = await interleaved(
+    lats = await interleaved(
       [
-        wsContender("ours", v1, frame, "OK", procs),
-        wsContender("legacy", v0, frame, "42", procs),
-        wsContender("fresh", vFresh, () => `${frame}  # ${fresh++}`, "OK", procs),
+        wsContender(v1, frame, "OK", procs),
+        wsContender(v0, frame, "42", procs),
+        wsContender(vFresh, () => `${frame}  # ${fresh++}`, "OK", procs),
         alone,
         fl,
         relay,
@@ -293,7 +286,7 @@ export async function benchPersistent(o: BenchOptions): Promise<BenchResult> {
   const pipedLegacy = await pipelined(v0, frame, n, 32, () => true);
   v1.close();
   v0.close();
-  const { ours, legacy, fresh: freshLat, alone: aloneLat, floor: floorLat, relay: relayLat } = lat as Record<string, Lat>;
+  const [ours, legacy, freshLat, aloneLat, floorLat, relayLat] = lats as [Lat, Lat, Lat, Lat, Lat, Lat];
 
   const jn = Math.max(100, Math.round(500 * o.scale));
   const jup = await jupyter(jn);
