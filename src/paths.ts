@@ -6,9 +6,10 @@
  *    their records (`sessions/<name>.json`), the extracted worker bootstrap;
  *  - per-session history in ~/.pythond/sessions/<name>/.
  */
-import { mkdirSync, statSync, chmodSync } from "node:fs";
+import { statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { tmpdir, homedir } from "node:os";
+import { privateDir } from "./secure-fs.ts";
 
 function uid(): number {
   return process.getuid?.() ?? 0;
@@ -31,11 +32,17 @@ export function socketPath(): string {
   return join(process.env.TMPDIR || tmpdir(), `pythond-${uid()}`, "pythond.sock");
 }
 
-/** Creates dir (and parents) with mode 0700, and tightens it if it already existed. */
+/**
+ * Creates dir 0700 (parents too), or checks the existing one: ours, not a link, not writable by
+ * others; refused otherwise, never chmod'ed into shape (src/secure-fs.ts).
+ */
 export function ensurePrivateDir(dir: string): string {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  chmodSync(dir, 0o700);
-  return dir;
+  return privateDir(dir);
+}
+
+/** Whether the socket path was chosen by the user (PYTHOND_SOCK) rather than derived. */
+export function socketExplicit(): boolean {
+  return Boolean(process.env.PYTHOND_SOCK);
 }
 
 export function runtimeDir(sock = socketPath()): string {

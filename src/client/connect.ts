@@ -7,7 +7,8 @@
 import { PythondError } from "../protocol/errors.ts";
 import { SUBPROTOCOL } from "../protocol/version.ts";
 import { existsSync } from "node:fs";
-import { restartMarker, runtimeDir, socketPath } from "../paths.ts";
+import { restartMarker, runtimeDir, socketExplicit, socketPath } from "../paths.ts";
+import { checkDaemonSocket } from "../secure-fs.ts";
 import type { RemoteEndpoint } from "./remote.ts";
 
 const RESTART_GRACE_MS = 10_000;
@@ -59,6 +60,8 @@ export class Client {
     const sock = opts.socket ?? socketPath();
     const deadline = Date.now() + RESTART_GRACE_MS;
     for (;;) {
+      // Before a byte goes out: the socket and its directories must be ours (src/secure-fs.ts).
+      checkDaemonSocket(sock, socketExplicit());
       const ws = new WebSocket(`ws+unix://${sock}`, opts.protocols ?? [SUBPROTOCOL]);
       const ok = await new Promise<boolean>((resolve) => {
         ws.onopen = () => resolve(true);

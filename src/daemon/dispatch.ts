@@ -12,6 +12,7 @@ import type { AccessLog } from "./access-log.ts";
 import type { ClientConn } from "./conn.ts";
 import { attachSession, detachSession, resizeSession } from "./attach.ts";
 import { PROXIED, type Proxies } from "./proxy.ts";
+import { boundedStatus, unresponsiveWhy } from "./health.ts";
 import { runCell } from "./run.ts";
 import type { Registry } from "./sessions.ts";
 
@@ -112,7 +113,7 @@ export const HANDLERS: Record<CommandName, Handler> = {
     // `queued`: runs the daemon has handed to the worker that wait behind the running cell (the
     // worker reads them only when it gets to them).
     const s = ctx.registry.get(checkName(req.args[0]!));
-    const h = await s.link.request("status");
+    const h = await boundedStatus(s); // a stopped or wedged worker: "unresponsive" within a bound
     if (h.ok && h.data && typeof h.data === "object") (h.data as Record<string, unknown>).queued = s.link.queuedRuns;
     return sendWorkerReply(conn, h);
   },
@@ -129,6 +130,8 @@ export const HANDLERS: Record<CommandName, Handler> = {
   },
   ls(ctx, conn) {
     const lines = ctx.registry.list().map((s) => {
+      const stuck = s.state === "alive" ? unresponsiveWhy(s) : undefined;
+      if (stuck) return `  ${s.name}: unresponsive pid=${s.pid} (${stuck})`;
       if (s.state === "alive") return `  ${s.name}: alive pid=${s.pid} (pty)`;
       if (s.state === "starting") return `  ${s.name}: starting`;
       if (s.state === "incompatible") return `  ${s.name}: incompatible pid=${s.pid} (${s.reason})`;

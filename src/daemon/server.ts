@@ -14,7 +14,8 @@ import { dirname, join } from "node:path";
 import type { ServerWebSocket } from "bun";
 import { PythondError } from "../protocol/errors.ts";
 import { SUBPROTOCOL, SUBPROTOCOL_LEGACY, VERSION } from "../protocol/version.ts";
-import { ensurePrivateDir, restartMarker, runtimeDir } from "../paths.ts";
+import { restartMarker } from "../paths.ts";
+import { prepareHome, prepareRuntime } from "./runtime-checks.ts";
 import { AccessLog, flushAccessLogs } from "./access-log.ts";
 import { ClientConn } from "./conn.ts";
 import { handleFrame, runSession, type DaemonContext } from "./dispatch.ts";
@@ -60,9 +61,8 @@ async function probe(sock: string): Promise<"live" | "stale" | "absent"> {
 
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const sock = opts.socket;
-  ensurePrivateDir(dirname(sock));
-  const runtime = ensurePrivateDir(runtimeDir(sock));
-  ensurePrivateDir(join(runtime, "sessions"));
+  const runtime = prepareRuntime(sock);
+  const homeProblem = prepareHome();
   const lock = acquireStartLock(runtime);
   if (!lock) throw new PythondError("daemon_running", `daemon already running at ${sock}`);
   const state = await probe(sock);
@@ -217,6 +217,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   process.on("SIGHUP", () => void shutdown(true));
   rmSync(marker, { force: true });
   say(`${VERSION} listening on ${sock} (pid ${process.pid})`);
+  if (homeProblem) say(`history disabled for every session: ${homeProblem}`);
 }
 
 /**

@@ -23,6 +23,8 @@ export interface WorkerRecord {
   secret: string;
   worker_protocol: number;
   binary_version: string;
+  /** Set when the worker keeps no history (src/worker/py/_pythond/safe_fs.py says why). */
+  history_problem?: string;
 }
 
 export interface Session {
@@ -35,6 +37,8 @@ export interface Session {
   reason?: string;
   /** Set while this daemon is the worker's parent: the exit description. */
   exited?: Promise<string>;
+  /** When a `status` to the worker went unanswered (src/daemon/health.ts). */
+  unresponsiveSince?: number;
 }
 
 export type SessionLog = (name: string, message: string) => void;
@@ -87,6 +91,7 @@ export class Registry {
       const claimed = opts.python === undefined ? await this.spares.claim(name, opts) : null;
       const spawned = claimed?.spawned ?? (await spawnWorker({ name, runtime: this.runtime, ...opts }));
       const record = readRecord(spawned.recordPath);
+      if (record.history_problem) this.log(name, record.history_problem); // once, at `new`
       const link = claimed?.link ?? (await WorkerLink.connect(record.sock, record.secret));
       this.spares.refill();
       const s: Session = { name, state: "alive", pid: spawned.pid, link, record, exited: spawned.exited };

@@ -24,6 +24,8 @@ export const ERROR_CODES = {
   not_local: "not_local",
   unknown_cell: "unknown_cell",
   timeout: "timeout",
+  unsafe_path: "unsafe_path",
+  busy: "busy",
 } as const;
 export type ErrorCode = keyof typeof ERROR_CODES;
 

@@ -109,6 +109,8 @@ export class WorkerLink {
   private closeHandlers: Array<(reason: string) => void> = [];
   private helloWaiter?: Pending;
   closed = false;
+  /** When the worker last sent anything (src/daemon/health.ts). */
+  lastHeard = 0;
   info?: HelloInfo;
   /** Why the worker said it is ending (idle timeout), if it said so before closing. */
   byeReason?: string;
@@ -200,6 +202,7 @@ export class WorkerLink {
   }
 
   private dispatch(h: WorkerHeader, body: Uint8Array): void {
+    this.lastHeard = Date.now();
     if (h.op === "hello") {
       this.helloWaiter?.resolve(h);
       this.helloWaiter = undefined;

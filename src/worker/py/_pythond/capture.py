@@ -18,6 +18,7 @@ import fcntl
 import io
 import os
 import select
+import sys
 import termios
 import threading
 import time
@@ -43,19 +44,63 @@ def bind_thread(out):
         _cells_by_thread[threading.get_ident()] = out
 
 
-def install_thread_inheritance():
-    """Threads started by a cell write into that cell (ipykernel does the same with parent headers)."""
+# The worker's own sys.stdout / sys.stderr (set in server.setup): each cell starts with them,
+# whatever an earlier cell did to sys.stdout (restore_streams, called by execute.execute).
+STREAMS = None
+_spare_fds = {}  # 1, 2 -> a copy of the capture pipe's write end, to put back a closed fd 1 or 2
+
+
+def restore_streams():
+    if STREAMS is None:
+        return
+    if sys.stdout is not STREAMS[0]:
+        sys.stdout = STREAMS[0]
+    if sys.stderr is not STREAMS[1]:
+        sys.stderr = STREAMS[1]
+    for fd, spare in _spare_fds.items():
+        try:
+            os.fstat(fd)
+        except OSError:  # an earlier cell closed it: C code and subprocesses would lose their output
+            os.dup2(spare, fd)
+
+
+def install_thread_inheritance(format_exception):
+    """Threads started by a cell write into that cell (ipykernel does the same with parent headers),
+    their uncaught exceptions too: threading.excepthook runs while the thread is still the cell's,
+    and the default hook prints the user's frames only (format_exception)."""
     original_start = threading.Thread.start
+    except_hook_args = getattr(threading, "ExceptHookArgs", None)
+
+    def cell_excepthook(args):
+        if args.exc_type is SystemExit:
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        exc = args.exc_value
+        tb = args.exc_traceback
+        while tb is not None and tb.tb_frame.f_code.co_filename in (__file__, threading.__file__):
+            tb = tb.tb_next  # Thread.run and our wrapper: not the user's frames
+        if exc is not None and tb is not None:
+            exc = exc.with_traceback(tb)
+        sys.stderr.write("Exception in thread %s:\n%s\n" % (name, format_exception(exc)))
+
+    if except_hook_args is not None:
+        threading.excepthook = cell_excepthook
 
     def start(self):
         out = current_out()
         if out is not None:
             run = self.run
+            thread = self
 
             def run_in_cell():
                 bind_thread(out)
                 try:
                     run()
+                except BaseException:
+                    if except_hook_args is None:
+                        raise
+                    exc = sys.exc_info()
+                    threading.excepthook(except_hook_args((exc[0], exc[1], exc[2], thread)))
                 finally:
                     bind_thread(None)
 
@@ -125,7 +170,7 @@ class Capture(object):
         self.read_fd, write_fd = os.pipe()
         os.dup2(write_fd, 1)
         os.dup2(write_fd, 2)
-        os.close(write_fd)
+        _spare_fds[1] = _spare_fds[2] = write_fd  # kept (close-on-exec) for restore_streams
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)

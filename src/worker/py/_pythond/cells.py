@@ -13,7 +13,7 @@ import random
 import threading
 import time
 
-from . import capture, wire
+from . import capture, safe_fs, wire
 
 KEEP = 8 << 20
 WINDOW = 1 << 20
@@ -262,18 +262,25 @@ class History(object):
         self.hist = None
         self.log = None
         self._ts = (None, "")
+        self.problem = None
         if directory is None:
             return  # a warm spare: no session yet, so no history
         try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            os.chmod(directory, 0o700)
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-            self.hist = os.open(os.path.join(directory, "history.py"), flags, 0o600)
-            self.log = os.open(os.path.join(directory, "session.log"), flags, 0o600)
+            # ~/.pythond, ~/.pythond/sessions and the session's own: each ours and closed to others.
+            parent = os.path.dirname(directory)
+            for d in (os.path.dirname(parent), parent, directory):
+                safe_fs.private_dir(d)
+            self.hist = safe_fs.open_append(os.path.join(directory, "history.py"))
+            self.log = safe_fs.open_append(os.path.join(directory, "session.log"))
+        except (OSError, safe_fs.Unsafe) as e:
+            # History is a convenience: a read-only home must not stop the session, but the user
+            # must learn that nothing is kept (the record, `status` and the daemon's log say so).
             for fd in (self.hist, self.log):
-                os.fchmod(fd, 0o600)
-        except OSError:
-            pass  # history is a convenience; a read-only home must not stop the session
+                if fd is not None:
+                    os.close(fd)
+            self.hist = self.log = None
+            self.problem = "history disabled: %s" % (e if isinstance(e, safe_fs.Unsafe) else
+                                                     "%s: %s" % (getattr(e, "filename", None) or directory, e.strerror or e))
 
     def _stamp(self, t):
         sec = int(t)

@@ -262,12 +262,18 @@ _READ_LINE_CODE = Editor.read_line.__code__
 def setup_readline(ed):
     path = ed.cfg["history"]
     try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        # The session directory is checked by the worker (safe_fs); a link here is never followed.
+        if os.path.islink(path):
+            raise OSError("repl_history is a symbolic link")
         if os.path.exists(path):
             readline.read_history_file(path)
         readline.set_history_length(HISTORY_MAX)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
         readline.write_history_file(path)  # trimmed to HISTORY_MAX, and created for appending
-        os.chmod(path, 0o600)
     except OSError:
         pass  # history is a convenience
     readline.set_completer(ed.complete)

@@ -12,6 +12,8 @@ import sys
 import traceback
 import types
 
+from . import capture
+
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _ASYNC_FLAG = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
 _CO_COROUTINE = 0x0080
@@ -114,6 +116,7 @@ def execute(code, ns, filename):
     made code that outlives it (a function); a cell like `x + 1` leaves nothing behind."""
     result = Result()
     keep = False
+    capture.restore_streams()
     try:
         body, tail, keep = _compile_cell(code, filename)
         if keep:

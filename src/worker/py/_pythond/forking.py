@@ -20,10 +20,13 @@ import pickle
 import select
 import signal
 import struct
+import sys
 import threading
 import warnings
 
-from . import execute
+from . import capture, execute, safe_fs
+
+_open = io.open  # bound at start-up: a cell may rebind builtins.open or __import__ (os.fdopen imports)
 
 LIMIT = int(os.environ.get("PYTHOND_FORK_RESULT_LIMIT", str(256 << 20)))
 _REC = struct.Struct(">IQ")
@@ -63,7 +66,7 @@ def _child(w, cell, out_w, out_r, result_path):
         os.close(out_w)
         stream = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
                                   line_buffering=True, write_through=True)
-        import sys
+        capture.STREAMS = (stream, stream)  # what each cell starts with here (execute.execute)
         sys.stdout = sys.stderr = stream
         before = dict(w.ns)
         result = execute.execute(cell.code, w.ns, "<cell-%s>" % cell.id)
@@ -82,8 +85,8 @@ def _write_results(ns, before, result, path):
     missing = object()
     merged, skipped = [], []
     total = 0
-    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
+    fd = safe_fs.create_new(path + ".tmp")
+    with _open(fd, "wb") as f:
         for name, value in list(ns.items()):
             if not isinstance(name, str) or name.startswith("_") or before.get(name, missing) is value:
                 continue
@@ -111,7 +114,7 @@ def _write_results(ns, before, result, path):
 
 def _read_results(path):
     values = []
-    with open(path, "rb") as f:
+    with _open(path, "rb") as f:
         while True:
             head = f.read(_REC.size)
             if len(head) < _REC.size:

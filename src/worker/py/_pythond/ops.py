@@ -4,6 +4,7 @@ import hmac
 import os
 import rlcompleter
 import signal
+import sys
 import threading
 import time
 
@@ -145,9 +146,10 @@ def op_status(w, conn, rid, h, body):
         "vars": len(public_names(w.ns)),
         "cells": w.cells.count,
         "pid": os.getpid(),
-        "python": w.config.get("python_version") or "%d.%d.%d" % tuple(__import__("sys").version_info[:3]),
+        "python": w.config.get("python_version") or "%d.%d.%d" % tuple(sys.version_info[:3]),
         "cwd": os.getcwd(),
-        "uptime": round(__import__("time").time() - w.started, 1),
+        "uptime": round(time.time() - w.started, 1),
+        "history": w.history.problem or "ok",
     })
 
 

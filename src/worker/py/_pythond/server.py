@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 
-from . import capture, cells, main_thread, ops, terminal
+from . import capture, cells, execute, main_thread, ops, safe_fs, terminal
 
 WORKER_PROTOCOL = 1
 
@@ -75,9 +75,10 @@ class Worker(main_thread.MainThread):
         os.dup2(devnull, 0)
         os.close(devnull)
         self.capture = capture.Capture(self._terminal_sink)
-        capture.install_thread_inheritance()
+        capture.install_thread_inheritance(execute.format_exception)
         sys.stdout = capture.Router("stdout", 1)
         sys.stderr = capture.Router("stderr", 2)
+        capture.STREAMS = (sys.stdout, sys.stderr)
         self.no_input = capture.NoInput(self._input_message())
         sys.stdin = self.no_input
         self._install_input()
@@ -106,10 +107,14 @@ class Worker(main_thread.MainThread):
             "binary_version": self.config.get("version", ""),
             "cwd": os.getcwd(),
         }
+        if self.history.problem:
+            record["history_problem"] = self.history.problem
         tmp = self.config["record"] + ".tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f)
+        fd = safe_fs.create_new(tmp)  # a link planted at tmp is removed, never written through
+        try:
+            os.write(fd, json.dumps(record).encode())
+        finally:
+            os.close(fd)
         os.replace(tmp, self.config["record"])
 
     def _forked(self):
