@@ -47,11 +47,38 @@ export function startRemoteOptions(
   };
 }
 
-async function readToken(arg: string): Promise<string> {
-  if (arg !== "-") return arg;
-  const first = (await Bun.stdin.text()).split(/\r?\n/)[0]?.trim() ?? "";
-  if (!first) throw new PythondError("usage", "no token on stdin");
-  return first;
+/**
+ * The token of `connect`, from (in this order) the argument (`-`: the first line of stdin),
+ * --token-file, PYTHOND_TOKEN. One given as the argument itself is visible to other local users
+ * in `ps`: it is overwritten in our argv at once (argv-scrub.ts) and the user is told.
+ */
+async function readToken(arg: string | undefined, file: string | undefined): Promise<string> {
+  if (arg === "-") {
+    const first = (await Bun.stdin.text()).split(/\r?\n/)[0]?.trim() ?? "";
+    if (!first) throw new PythondError("usage", "no token on stdin");
+    return first;
+  }
+  if (arg) {
+    const { scrubArgv } = await import("./argv-scrub.ts");
+    scrubArgv(arg);
+    errLine(
+      "pyctl: warning: a token on the command line is visible to other local users (ps) while pyctl runs; " +
+        "pass - (stdin), --token-file FILE or PYTHOND_TOKEN instead",
+    );
+    return arg;
+  }
+  if (file) {
+    try {
+      const first = (await Bun.file(file).text()).split(/\r?\n/)[0]?.trim() ?? "";
+      if (first) return first;
+    } catch (e) {
+      throw new PythondError("usage", `cannot read --token-file ${file}: ${(e as Error).message}`);
+    }
+    throw new PythondError("usage", `--token-file ${file} is empty`);
+  }
+  const env = process.env.PYTHOND_TOKEN?.trim();
+  if (env) return env;
+  throw new PythondError("usage", "connect needs the remote's token: - (stdin), --token-file FILE or PYTHOND_TOKEN");
 }
 
 export const connect = defineCommand({
@@ -59,11 +86,12 @@ export const connect = defineCommand({
   args: {
     name: { type: "positional", required: true, description: "the name, here and there" },
     endpoint: { type: "positional", required: true, description: "HOST:PORT of the remote daemon" },
-    token: { type: "positional", required: true, description: "its token (- reads it from stdin)" },
+    token: { type: "positional", required: false, description: "- reads the token from stdin (or --token-file, PYTHOND_TOKEN)" },
+    "token-file": { type: "string", description: "read the token from this file (its first line)" },
     tls: { type: "boolean", description: "use TLS (always on for non-loopback hosts)" },
   },
   async run({ args }) {
-    const token = await readToken(args.token);
+    const token = await readToken(args.token as string | undefined, args["token-file"] as string | undefined);
     if (/\s/.test(token)) throw new PythondError("usage", "a token has no spaces");
     const client = await Client.open();
     try {

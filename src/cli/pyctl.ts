@@ -24,6 +24,7 @@ export const startCommand = defineCommand({
     "local-tcp": { type: "boolean", description: "local TCP mode: loopback TCP + token + daemon.json (Windows' way)" },
     "max-frame": { type: "string", description: "largest frame accepted, in MiB (default 64)" },
     "idle-timeout": { type: "string", description: "end sessions unused for this many seconds (default: never)" },
+    "max-inflight": { type: "string", description: "large request bodies in flight at once, all clients, in MiB (default 128)" },
   },
   async run({ args }) {
     const remote = (await import("./pyctl-remote.ts")).startRemoteOptions(daemonArgv, args);
@@ -32,7 +33,9 @@ export const startCommand = defineCommand({
     if (!(maxFrame > 4096)) throw new PythondError("usage", "--max-frame takes a size in MiB > 0");
     const idle = args["idle-timeout"] === undefined ? undefined : Number(args["idle-timeout"]);
     if (idle !== undefined && !(idle > 0)) throw new PythondError("usage", "--idle-timeout takes a number of seconds > 0");
-    await runDaemon({ socket: socketPath(), maxFrame, idleTimeout: idle, argv: daemonArgv, remote });
+    const inflight = args["max-inflight"] === undefined ? undefined : Number(args["max-inflight"]) * 1024 * 1024;
+    if (inflight !== undefined && !(inflight > 0)) throw new PythondError("usage", "--max-inflight takes a size in MiB > 0");
+    await runDaemon({ socket: socketPath(), maxFrame, maxInflight: inflight, idleTimeout: idle, argv: daemonArgv, remote });
     exitCode = -1; // keep running: the server holds the event loop
   },
 });

@@ -77,8 +77,12 @@ export class ClientConn {
     this.drainWaiters.push(cb);
   }
 
+  /** Told of each frame never handled because the connection closed (src/daemon/inflight.ts). */
+  dropped?: (frame: string) => void;
+
   closed(): void {
     this.open = false;
+    if (this.dropped) for (let i = this.head; i < this.queue.length; i++) this.dropped(this.queue[i]!);
     this.queue = [];
     this.head = 0;
     this.drained();

@@ -61,6 +61,8 @@ interface Conn {
   closed: boolean;
   /** The daemon's first answer (101) has come back through the bridge. */
   upgraded?: boolean;
+  /** The `event=auth status=ok` fields, logged when the daemon's server accepts the upgrade. */
+  authOk?: Record<string, string>;
   head: Uint8Array[];
   headBytes: number;
   early: Uint8Array[];
@@ -301,13 +303,23 @@ export class RemoteAccess {
     }
     this.finish(c);
     c.phase = "piping";
-    ctx.log.write("auth", { conn_id: c.id, peer: c.peer, status: "ok", method: verdict.method, ...certField });
+    // Logged once the daemon's server has answered: it may still refuse the request (a head Bun
+    // finds malformed or too large, 400/431), and then that refusal is the outcome to log.
+    c.authOk = { status: "ok", method: verdict.method, ...certField };
     await this.bridge(ctx, s, h);
   }
 
   /** Replays the accepted request to the daemon's own server and pipes both ways. */
   private async bridge(ctx: ListenContext, s: ClientSocket, h: RequestHead): Promise<void> {
     const c = s.data;
+    const logOutcome = (statusLine: string) => {
+      const ok = c.authOk ?? {};
+      c.authOk = undefined;
+      if (statusLine.startsWith("HTTP/1.1 101")) return ctx.log.write("auth", { conn_id: c.id, peer: c.peer, ...ok });
+      const code = /^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1] ?? "none";
+      const { method: _m, status: _s, ...rest } = ok;
+      ctx.log.write("auth", { conn_id: c.id, peer: c.peer, ...rest, status: "error", reason: "bad_request", detail: `daemon_http_${code}` });
+    };
     let inner: Socket<Conn>;
     try {
       inner = await Bun.connect<Conn>({
@@ -320,7 +332,9 @@ export class RemoteAccess {
             // connection (it would look like a local client).
             if (!c.upgraded) {
               c.upgraded = true;
-              if (!Buffer.from(d.subarray(0, 12)).toString("latin1").startsWith("HTTP/1.1 101")) {
+              const statusLine = Buffer.from(d.subarray(0, 12)).toString("latin1");
+              logOutcome(statusLine);
+              if (!statusLine.startsWith("HTTP/1.1 101")) {
                 c.toClient?.write(d);
                 c.toClient?.end();
                 return void u.end();
@@ -329,11 +343,18 @@ export class RemoteAccess {
             c.toClient?.write(d);
           },
           drain: () => c.toInner?.drain(),
-          close: () => c.toClient?.end(),
+          close: () => {
+            if (!c.upgraded) {
+              c.upgraded = true;
+              logOutcome(""); // the daemon hung up without answering
+            }
+            c.toClient?.end();
+          },
           error: () => {},
         },
       });
     } catch {
+      logOutcome("");
       return void s.end();
     }
     if (c.closed) {

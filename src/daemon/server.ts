@@ -21,6 +21,7 @@ import { ClientConn } from "./conn.ts";
 import { handleFrame, runSession, type DaemonContext } from "./dispatch.ts";
 import type { RemoteAccess } from "./listen-tcp.ts";
 import type { RemoteOptions } from "./remote-setup.ts";
+import { InflightBudget, withBudget } from "./inflight.ts";
 import { acquireStartLock } from "./lock.ts";
 import { Proxies } from "./proxy.ts";
 import { Registry } from "./sessions.ts";
@@ -29,6 +30,8 @@ export interface DaemonOptions {
   socket: string;
   /** Largest frame accepted, bytes (default 64 MiB of body plus room for the command line). */
   maxFrame?: number;
+  /** Bound on large request bodies in flight across all connections, bytes (src/daemon/inflight.ts). */
+  maxInflight?: number;
   /** Default --idle-timeout for new sessions, seconds. */
   idleTimeout?: number;
   /** The arguments this daemon was started with (after `daemon`), for `pyctl restart`. */
@@ -148,6 +151,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   await registry.adoptAll(); // before listening, so the first `ls` already shows them
   proxies.adoptAll(registry);
   const maxFrame = opts.maxFrame ?? DEFAULT_MAX_FRAME;
+  const inflight = new InflightBudget(opts.maxInflight);
+  const handle = withBudget<ClientConn>(inflight, (c, f, runs) => handleFrame(ctx, c, f, runs), (c, cmd) =>
+    log.write("result", { conn_id: c.id, peer: c.peer, cmd: cmd.split(" ")[0]!.slice(0, 32), status: "error", event_detail: "busy" }),
+  );
   const oldMask = process.umask(0o177);
   try {
     server = Bun.serve<WSData, never>({
@@ -156,6 +163,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
         const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",").map((s) => s.trim());
         const chosen = offered.includes(SUBPROTOCOL) ? SUBPROTOCOL : offered.includes(SUBPROTOCOL_LEGACY) ? SUBPROTOCOL_LEGACY : "";
         const headers = chosen ? { "Sec-WebSocket-Protocol": chosen } : undefined;
+        // Offered none of ours: select none (RFC 6455 4.2.2). Left in the request, Bun would echo
+        // the client's first offer back while the connection speaks pythond.0.4.
+        if (!chosen) req.headers.delete("sec-websocket-protocol");
         const bridged = remote?.fromBridge(req);
         const who = bridged ?? { peer: "", caller: "local" as const };
         if (srv.upgrade(req, { data: { streaming: chosen === SUBPROTOCOL, ...who }, headers })) return undefined;
@@ -174,16 +184,17 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
             ws.data.caller,
             ws.data.streaming,
             wsReply(ws),
-            (c, f, runs) => handleFrame(ctx, c, f, runs),
+            handle,
             (f) => runSession(ctx, f),
           );
+          conn.dropped = (f) => inflight.release(f);
           ws.data.conn = conn;
           log.write("connect", { conn_id: conn.id, peer: conn.peer });
         },
         message(ws: WS, msg) {
           const conn = ws.data.conn!;
           if (typeof msg === "string") {
-            conn.enqueue(msg);
+            conn.enqueue(inflight.admit(msg));
             return;
           }
           if (conn.attached) conn.attached.input(msg);

@@ -1,0 +1,89 @@
+/**
+ * A bound on request bodies in flight across all connections (--max-inflight): without one, six
+ * clients each sending a 60 MB frame at once took the daemon to 1.16 GB (each frame is held as
+ * the text Bun hands us, the parsed body and the bytes going to the worker, until its command is
+ * done). A large frame is counted from its arrival until its command has been answered (or its
+ * connection has gone); one that would take the total over the limit is refused at once with
+ * `ERR busy …`, which frees it, instead of being queued. One frame alone is always admitted, so a
+ * single large cell keeps working whatever the limit, and frames under SMALL are never refused
+ * (a `status` must get through while big cells load).
+ */
+import { PythondError } from "../protocol/errors.ts";
+
+export const DEFAULT_MAX_INFLIGHT = 128 * 1024 * 1024;
+/** Frames below this are counted as nothing and never refused. */
+const SMALL = 1024 * 1024;
+/** What the queue carries in place of a refused frame: the reply, in the frame's turn. */
+const REFUSED = "\u0000pythond-refused\u0000";
+
+/**
+ * A large body is garbage once refused or answered, but JSC collects lazily: without a collection
+ * the refused ones' text stayed until the next one (as run.ts does for output, every 16 MB).
+ */
+function collect(): void {
+  Bun.gc(true);
+}
+
+const mib = (n: number) => `${(n / (1024 * 1024)).toFixed(0)} MiB`;
+
+export class InflightBudget {
+  used = 0;
+  constructor(readonly limit: number = DEFAULT_MAX_INFLIGHT) {}
+
+  /** The frame to queue: itself (counted), or a stand-in that replies `ERR busy` in its turn. */
+  admit(frame: string): string {
+    const n = frame.length;
+    if (n < SMALL) return frame;
+    if (this.used > 0 && this.used + n > this.limit) {
+      queueMicrotask(collect); // the refused text is garbage once this turn is over
+      const nl = frame.indexOf("\n");
+      const cmd = frame.slice(0, Math.min(nl < 0 ? frame.length : nl, 200));
+      return `${REFUSED}${cmd}\n${new PythondError(
+        "busy",
+        `busy: ${mib(this.used)} of requests are in flight and this one is ${mib(n)} (limit ${mib(this.limit)}, ` +
+          "pythond daemon --max-inflight MiB); nothing was run: send it again when they are done",
+      ).toFrame()}`;
+    }
+    this.used += n;
+    return frame;
+  }
+
+  /** A frame admitted earlier has been answered, or dropped with its connection. */
+  release(frame: string): void {
+    if (frame.length >= SMALL && !frame.startsWith(REFUSED)) {
+      this.used = Math.max(0, this.used - frame.length);
+      collect();
+    }
+  }
+
+  /** For a stand-in made by admit: the refused frame's first line and the reply; else null. */
+  static refusal(frame: string): { cmd: string; reply: string } | null {
+    if (!frame.startsWith(REFUSED)) return null;
+    const rest = frame.slice(REFUSED.length);
+    const nl = rest.indexOf("\n");
+    return { cmd: rest.slice(0, nl), reply: rest.slice(nl + 1) };
+  }
+}
+
+type Handle<C> = (conn: C, frame: string, runs?: string) => Promise<void>;
+
+/**
+ * The connection's frame handler with the budget around it: a stand-in gets its `ERR busy` reply
+ * (and an access-log line, through `refused`), and a counted frame is released once handled.
+ */
+export function withBudget<C extends { open: boolean; reply: { text(s: string): void } }>(
+  budget: InflightBudget,
+  handle: Handle<C>,
+  refused: (conn: C, cmd: string) => void,
+): Handle<C> {
+  return (conn, frame, runs) => {
+    const r = frame.charCodeAt(0) === 0 ? InflightBudget.refusal(frame) : null;
+    if (r) {
+      if (conn.open) conn.reply.text(r.reply);
+      refused(conn, r.cmd);
+      return Promise.resolve();
+    }
+    if (frame.length < SMALL) return handle(conn, frame, runs);
+    return handle(conn, frame, runs).finally(() => budget.release(frame));
+  };
+}
