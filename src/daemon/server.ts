@@ -153,7 +153,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const maxFrame = opts.maxFrame ?? DEFAULT_MAX_FRAME;
   const inflight = new InflightBudget(opts.maxInflight);
   const handle = withBudget<ClientConn>(inflight, (c, f, runs) => handleFrame(ctx, c, f, runs), (c, cmd) =>
-    log.write("result", { conn_id: c.id, peer: c.peer, cmd: cmd.split(" ")[0]!.slice(0, 32), status: "error", event_detail: "busy" }),
+    log.write("result", { conn_id: c.id, peer: c.peer, cmd: cmd.split(" ")[0]!.slice(0, 32), session: (cmd.split(" ")[1] ?? "").slice(0, 64), status: "error", event_detail: "busy" }),
   );
   const oldMask = process.umask(0o177);
   try {
