@@ -34,13 +34,13 @@ function unsafe(path: string, why: string, st?: Stats): PythondError {
  * group or others. Returns its lstat, or null when it does not exist.
  */
 export function checkDir(dir: string, owners: number[] = [myUid()]): Stats | null {
-  let st: Stats;
+  let st: Stats | undefined;
   try {
-    st = lstatSync(dir);
+    st = lstatSync(dir, { throwIfNoEntry: false }); // no exception for the common "absent": cheaper
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
     throw unsafe(dir, `cannot inspect it: ${(e as Error).message}`);
   }
+  if (!st) return null;
   if (st.isSymbolicLink()) throw unsafe(dir, "it is a symbolic link", st);
   if (!st.isDirectory()) throw unsafe(dir, "it is not a directory", st);
   if (!owners.includes(st.uid)) throw unsafe(dir, "it belongs to another user", st);
@@ -55,7 +55,7 @@ export function checkDir(dir: string, owners: number[] = [myUid()]): Stats | nul
 export function checkAncestors(dir: string): void {
   let real: string;
   try {
-    real = realpathSync(dir);
+    real = realpathSync.native(dir);
   } catch {
     return; // does not exist yet: its creator (privateDir) checks again once it does
   }
@@ -138,12 +138,11 @@ export function checkSocketDir(dir: string, explicit: boolean): Stats | null {
 export function checkDaemonSocket(sock: string, explicit: boolean): void {
   const owners = explicit ? [myUid(), 0] : [myUid()];
   if (!checkSocketDir(dirname(sock), explicit)) return;
-  let st: Stats;
+  let st: Stats | undefined;
   try {
-    st = lstatSync(sock);
-  } catch {
-    return;
-  }
+    st = lstatSync(sock, { throwIfNoEntry: false });
+  } catch {}
+  if (!st) return;
   if (!st.isSocket() || !owners.includes(st.uid)) {
     throw new PythondError(
       "unsafe_path",

@@ -15,7 +15,7 @@
  * Pure logic with an injectable clock, so the unit tests need no sockets and no waiting.
  */
 import { timingSafeEqual } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { PythondError } from "../protocol/errors.ts";
@@ -33,9 +33,14 @@ export function newToken(): string {
  * key), else generated and written there with mode 0600, so restarts keep the same token.
  */
 export function loadOrCreateTokenFile(path: string): { token: string; created: boolean } {
-  if (existsSync(path)) {
-    const st = statSync(path);
-    if (!st.isFile()) throw new PythondError("usage", `--token-file ${path}: not a file`);
+  if (existsSync(path) || lstatSync(path, { throwIfNoEntry: false })) {
+    const st = lstatSync(path);
+    if (!st.isFile()) throw new PythondError("usage", `--token-file ${path}: not a file (a link is not followed)`);
+    // Another user's token would let them in as us (a root daemon reading nobody's file).
+    const uid = process.getuid?.();
+    if (uid !== undefined && st.uid !== uid) {
+      throw new PythondError("unsafe_path", `--token-file ${path} belongs to uid ${st.uid}, not to you (uid ${uid}); refusing its token`);
+    }
     if (process.platform !== "win32" && (st.mode & 0o077) !== 0) {
       const mode = (st.mode & 0o777).toString(8);
       throw new PythondError("usage", `--token-file ${path} is readable by others (mode ${mode}); run: chmod 600 ${path}`);

@@ -122,7 +122,7 @@ export class LinkPool {
         "auth_failed",
         `remote '${this.name}' (${this.label}) rejected the token (${this.state.reason})` +
           (restarted ? ": the remote daemon was restarted with a new token" : "") +
-          ` -- reconnect with: pyctl connect ${this.name} ${hp} <token>${this.ep.tls ? " --tls" : ""}` +
+          ` -- reconnect with: pyctl connect ${this.name} ${hp} --token-file FILE${this.ep.tls ? " --tls" : ""}` +
           " (a remote started with --token-file keeps its token across restarts)",
       );
     }

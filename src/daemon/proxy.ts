@@ -12,7 +12,7 @@
  * Proxies are remembered in <runtime>/proxies/<name>.json (0600, token included, like
  * daemon.json), so a restarted daemon keeps them; `pyctl stop` and `disconnect` forget them.
  */
-import { mkdirSync, readdirSync, readFileSync, unlinkSync } from "node:fs";
+import { readdirSync, readFileSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { Client } from "../client/connect.ts";
 import { ATTACH, type CommandName, type Request } from "../protocol/commands.ts";
@@ -21,6 +21,7 @@ import { buildFrame } from "../protocol/frame.ts";
 import { checkName } from "../protocol/names.ts";
 import { SUBPROTOCOL, SUBPROTOCOL_LEGACY } from "../protocol/version.ts";
 import { decideTls, endpointLabel, parseHostPort, type RemoteEndpoint } from "../client/remote.ts";
+import { privateDir } from "../secure-fs.ts";
 import { writeFileAtomic } from "../tls/files.ts";
 import type { AccessLog } from "./access-log.ts";
 import type { ClientConn } from "./conn.ts";
@@ -243,7 +244,7 @@ export class Proxies {
     this.proxies.get(name)?.close();
     this.proxies.set(name, proxy);
     const rec: ProxyRecord = { name, host, port, tls: ep.tls, token, created: new Date().toISOString() };
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    privateDir(this.dir);
     writeFileAtomic(join(this.dir, `${name}.json`), JSON.stringify(rec) + "\n", 0o600);
     return proxy;
   }

@@ -8,8 +8,8 @@
  * will load. Generation takes milliseconds, so the loser simply waits and reads the winner's pair.
  */
 import {
-  chmodSync,
   closeSync,
+  fchmodSync,
   fsyncSync,
   mkdirSync,
   openSync,
@@ -20,13 +20,15 @@ import {
   writeSync,
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { privateDir } from "../secure-fs.ts";
 import { TlsError } from "./errors.ts";
 
-/** Create `dir` (and parents) and force mode 0700 on `dir` itself. */
+/**
+ * Create `dir` 0700 (parents too), or check the one there: ours, not a link, not writable by
+ * others, else refused (src/secure-fs.ts); never chmod'ed into shape.
+ */
 export function ensurePrivateDir(dir: string): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  // mkdir's mode is filtered by the umask and ignored for a directory that already exists.
-  if ((statSync(dir).mode & 0o777) !== 0o700) chmodSync(dir, 0o700);
+  privateDir(dir);
 }
 
 /**
@@ -36,15 +38,15 @@ export function ensurePrivateDir(dir: string): void {
  */
 export function writeFileAtomic(path: string, text: string, mode: number): void {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`);
-  const fd = openSync(tmp, "wx", 0o600);
+  const fd = openSync(tmp, "wx", 0o600); // O_EXCL: a link planted at tmp is never followed
   try {
     writeSync(fd, text);
+    fchmodSync(fd, mode); // explicit (the open() mode was filtered by the umask), on the fd, not the path
     fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
   try {
-    chmodSync(tmp, mode); // explicit: the open() mode above was filtered by the umask
     renameSync(tmp, path);
   } catch (err) {
     try {

@@ -25,6 +25,7 @@ import {
   singleCertificateDer,
 } from "./fingerprint.ts";
 import { tlsDirPath } from "./dir.ts";
+import { checkDir } from "../secure-fs.ts";
 import { ensurePrivateDir, isFile, withLock, writeFileAtomic } from "./files.ts";
 
 export interface OwnCertificate {
@@ -72,7 +73,8 @@ export async function ensureOwnCertificate(opts: { sans?: string[] } = {}): Prom
   const dir = tlsDir();
   const certPath = join(dir, "cert.pem");
   const keyPath = join(dir, "key.pem");
-  if (isFile(certPath) && isFile(keyPath)) return readOwn(certPath, keyPath, false);
+  // The key is trusted only from a directory of ours that others cannot write to.
+  if (checkDir(dir) && isFile(certPath) && isFile(keyPath)) return readOwn(certPath, keyPath, false);
 
   ensurePrivateDir(join(dir, ".."));
   ensurePrivateDir(dir);

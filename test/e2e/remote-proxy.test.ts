@@ -34,13 +34,13 @@ const onA = (...args: string[]) => a.pysh(args);
 
 describe("connect", () => {
   test("a bad token fails the probe, and nothing is created", async () => {
-    const r = await a.pyctl(["connect", "srv", `127.0.0.1:${b.port}`, "not-the-token-0000", "--tls"]);
+    const r = await a.pyctl(["connect", "srv", `127.0.0.1:${b.port}`, "--tls"], { env: { PYTHOND_TOKEN: "not-the-token-0000" } });
     expect(r).toMatchObject({ code: 1, stderr: "ERR remote probe failed: auth failed\n" });
     expect((await onA("ls")).stdout).toBe("(no sessions)\n");
   });
 
   test("connect, then the name is listed as a remote", async () => {
-    const r = await a.pyctl(["connect", "srv", `127.0.0.1:${b.port}`, token, "--tls"]);
+    const r = await a.pyctl(["connect", "srv", `127.0.0.1:${b.port}`, "--token-file", tokenFile, "--tls"]);
     expect(r).toEqual({ code: 0, stdout: `OK connected srv -> 127.0.0.1:${b.port} tls\n`, stderr: "" });
     expect((await onA("ls")).stdout).toBe(`  srv: -> 127.0.0.1:${b.port} tls (remote)\n`);
   });
@@ -48,7 +48,7 @@ describe("connect", () => {
   test("names: a local session cannot be disconnected, nor shadowed by a remote", async () => {
     expect((await onA("new", "work")).code).toBe(0);
     expect((await a.pyctl(["disconnect", "work"])).stderr).toBe("ERR 'work' is local, use kill\n");
-    const clash = await a.pyctl(["connect", "work", `127.0.0.1:${b.port}`, token, "--tls"]);
+    const clash = await a.pyctl(["connect", "work", `127.0.0.1:${b.port}`, "-", "--tls"], { stdin: token });
     expect(clash.stderr).toBe("ERR session 'work' already exists here (local); choose another name for the remote\n");
     expect((await a.pyctl(["disconnect", "nope"])).stderr).toBe("ERR no remote 'nope' (see: pysh ls)\n");
     await onA("kill", "work");
@@ -123,7 +123,7 @@ describe("the proxied session", () => {
   });
 
   test("new and kill through a second proxy create and end a session on B", async () => {
-    expect((await a.pyctl(["connect", "other", `127.0.0.1:${b.port}`, token, "--tls"])).code).toBe(0);
+    expect((await a.pyctl(["connect", "other", `127.0.0.1:${b.port}`, "--tls"], { env: { PYTHOND_TOKEN: token } })).code).toBe(0);
     expect((await onA("new", "other")).stdout).toMatch(/^OK other pid=\d+\n$/);
     expect((await b.d.pysh(["ls"])).stdout).toContain("  other: alive");
     expect((await onA("kill", "other")).stdout).toBe("OK killed other\n");
@@ -172,8 +172,8 @@ describe("when B goes away", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`ERR remote 'srv' (127.0.0.1:${port} tls) rejected the token`);
     expect(r.stderr).toContain("restarted with a new token");
-    expect(r.stderr).toContain(`reconnect with: pyctl connect srv 127.0.0.1:${port} <token> --tls`);
-    expect((await a.pyctl(["connect", "srv", `127.0.0.1:${port}`, newToken, "--tls"])).code).toBe(0);
+    expect(r.stderr).toContain(`reconnect with: pyctl connect srv 127.0.0.1:${port} --token-file FILE --tls`);
+    expect((await a.pyctl(["connect", "srv", `127.0.0.1:${port}`, "-", "--tls"], { stdin: newToken })).code).toBe(0);
     expect((await onA("run", "srv", "x")).stdout).toBe("41\n");
     token = newToken;
   });
