@@ -6,7 +6,7 @@
  *    their records (`sessions/<name>.json`), the extracted worker bootstrap;
  *  - per-session history in ~/.pythond/sessions/<name>/.
  */
-import { statSync } from "node:fs";
+import { lstatSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { tmpdir, homedir } from "node:os";
 import { privateDir } from "./secure-fs.ts";
@@ -17,7 +17,7 @@ function uid(): number {
 
 function ownedPrivateDir(dir: string): boolean {
   try {
-    const st = statSync(dir);
+    const st = lstatSync(dir); // a link there is not trusted: the fallback is used instead
     return st.isDirectory() && st.uid === uid() && (st.mode & 0o777) === 0o700;
   } catch {
     return false;

@@ -14,11 +14,12 @@
  *
  * Loaded lazily (pysh's local hot path never imports it); the TLS store is loaded only for TLS.
  */
-import { readFileSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { lstatSync, readFileSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { hostPort, isLoopback, splitHostPort } from "../protocol/endpoint.ts";
 import { PythondError } from "../protocol/errors.ts";
-import { runtimeDir, socketPath } from "../paths.ts";
+import { runtimeDir, socketExplicit, socketPath } from "../paths.ts";
+import { checkDir, checkSocketDir, myUid } from "../secure-fs.ts";
 
 /** Where and how to connect; the token travels in `Authorization: Bearer`. */
 export interface RemoteEndpoint {
@@ -89,6 +90,17 @@ function localDaemonJson(): RemoteEndpoint {
   }
   if (process.platform !== "win32" && (statSync(path).mode & 0o077) !== 0) {
     throw new PythondError("auth_failed", `${path} is readable by others; refusing to use its token`);
+  }
+  if (process.platform !== "win32") {
+    // Written by a daemon of ours, in directories of ours: else another user's daemon.json could
+    // send our code to their port (src/secure-fs.ts).
+    const sock = socketPath();
+    checkSocketDir(dirname(sock), socketExplicit());
+    checkDir(runtimeDir(sock));
+    const st = lstatSync(path);
+    if (!st.isFile() || st.uid !== myUid()) {
+      throw new PythondError("unsafe_path", `refusing ${path}: not a file of yours (owner uid ${st.uid}); nothing was sent`);
+    }
   }
   const d = JSON.parse(text) as { port: number; token: string; pid: number };
   try {

@@ -51,12 +51,16 @@ _spare_fds = {}  # 1, 2 -> a copy of the capture pipe's write end, to put back a
 
 
 def restore_streams():
+    """Called as a cell starts (its thread already bound). With no other cell running, sys.stdout
+    and sys.stderr go back to ours whatever a cell made of them; while others run (a fire cell in
+    `with redirect_stdout(buf)`), only a stream that cannot be written to (None) is replaced."""
     if STREAMS is None:
         return
-    if sys.stdout is not STREAMS[0]:
-        sys.stdout = STREAMS[0]
-    if sys.stderr is not STREAMS[1]:
-        sys.stderr = STREAMS[1]
+    alone = len(_cells_by_thread) <= 1
+    for name, ours in (("stdout", STREAMS[0]), ("stderr", STREAMS[1])):
+        cur = getattr(sys, name)
+        if cur is not ours and (alone or cur is None or not hasattr(cur, "write")):
+            setattr(sys, name, ours)
     for fd, spare in _spare_fds.items():
         try:
             os.fstat(fd)
