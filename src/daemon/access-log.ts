@@ -3,7 +3,7 @@
  * stderr. Values are escaped so nothing a client sends can add spaces, fields or lines. Never
  * tokens, never code: callers pass only the fields below.
  */
-import { chmodSync, closeSync, fstatSync, openSync, statSync, writeSync } from "node:fs";
+import { closeSync, constants, fchmodSync, fstatSync, openSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 
 export type AccessEvent = "connect" | "auth" | "command" | "result" | "attach" | "detach" | "disconnect" | "session";
@@ -17,6 +17,8 @@ export interface AccessFields {
   body_bytes?: number;
   [extra: string]: string | number | undefined;
 }
+
+const APPEND_NOFOLLOW = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW;
 
 const ORDER = ["conn_id", "peer", "cmd", "session", "status", "body_bytes"];
 
@@ -51,8 +53,9 @@ export class AccessLog {
 
   constructor(runtime: string, private readonly mirror: (text: string) => void = (t) => void process.stderr.write(t)) {
     this.path = join(runtime, "access.log");
-    closeSync(openSync(this.path, "a", 0o600));
-    chmodSync(this.path, 0o600);
+    const fd = openSync(this.path, APPEND_NOFOLLOW, 0o600); // a link there is refused, not followed
+    fchmodSync(fd, 0o600);
+    closeSync(fd);
     open.add(this);
   }
 
@@ -119,7 +122,7 @@ export class AccessLog {
       closeSync(this.fd);
       this.fd = -1;
     }
-    this.fd = openSync(this.path, "a", 0o600);
+    this.fd = openSync(this.path, APPEND_NOFOLLOW, 0o600);
     return this.fd;
   }
 }
