@@ -48,10 +48,10 @@ export class InflightBudget {
     return frame;
   }
 
-  /** A frame admitted earlier has been answered, or dropped with its connection. */
-  release(frame: string): void {
-    if (frame.length >= SMALL && !frame.startsWith(REFUSED)) {
-      this.used = Math.max(0, this.used - frame.length);
+  /** A frame admitted earlier (of this length) has been answered, or dropped with its connection. */
+  release(length: number): void {
+    if (length >= SMALL) {
+      this.used = Math.max(0, this.used - length);
       collect();
     }
   }
@@ -83,7 +83,8 @@ export function withBudget<C extends { open: boolean; reply: { text(s: string): 
       refused(conn, r.cmd);
       return Promise.resolve();
     }
-    if (frame.length < SMALL) return handle(conn, frame, runs);
-    return handle(conn, frame, runs).finally(() => budget.release(frame));
+    const n = frame.length; // not the frame: a closure holding it would keep it until the cell ends
+    if (n < SMALL) return handle(conn, frame, runs);
+    return handle(conn, frame, runs).finally(() => budget.release(n));
   };
 }

@@ -187,7 +187,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
             handle,
             (f) => runSession(ctx, f),
           );
-          conn.dropped = (f) => inflight.release(f);
+          conn.dropped = (f) => inflight.release(f.charCodeAt(0) === 0 ? 0 : f.length); // stand-ins were never counted
           ws.data.conn = conn;
           log.write("connect", { conn_id: conn.id, peer: conn.peer });
         },
