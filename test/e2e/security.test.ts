@@ -150,6 +150,41 @@ describe("the fallback runtime directory of another user", () => {
   });
 });
 
+describe("history the user cannot write", () => {
+  test("a read-only home, or a session directory without write permission: said once in the log and in status", async () => {
+    using s = shared();
+    const home = join(s.root, "ro-home");
+    mkdirSync(home);
+    chownSync(home, VICTIM, VICTIM);
+    chmodSync(home, 0o555); // ~/.pythond cannot be created
+    const env = envFor(s.tmp, home);
+    const d = Bun.spawn(as(VICTIM, [BIN, "daemon"]), { env, stdout: "ignore", stderr: "pipe" });
+    try {
+      const log = new LineWatcher(d.stderr as ReadableStream<Uint8Array>);
+      await log.waitFor(/listening on/);
+      await log.waitFor(new RegExp(`history disabled for every session: cannot create ${join(home, ".pythond")}`));
+      expect((await run(as(VICTIM, [PYSH, "new", "w"]), env)).code).toBe(0);
+      expect((await run(as(VICTIM, [PYSH, "run", "w", "1 + 1"]), env)).stdout).toBe("2\n");
+      const st = JSON.parse((await run(as(VICTIM, [PYSH, "status", "w"]), env)).stdout);
+      expect(st.history).toBe(`history disabled: ${join(home, ".pythond")}: Permission denied`);
+      await log.waitFor(/session w: history disabled: .*Permission denied/);
+      // writable home, but the session's directory is not writable
+      chmodSync(home, 0o755);
+      mkdirSync(join(home, ".pythond", "sessions", "r"), { recursive: true, mode: 0o700 });
+      for (const p of [".pythond", ".pythond/sessions", ".pythond/sessions/r"]) chownSync(join(home, p), VICTIM, VICTIM);
+      chmodSync(join(home, ".pythond", "sessions", "r"), 0o500);
+      expect((await run(as(VICTIM, [PYSH, "new", "r"]), env)).code).toBe(0);
+      const r = JSON.parse((await run(as(VICTIM, [PYSH, "status", "r"]), env)).stdout);
+      expect(r.history).toBe(`history disabled: ${join(home, ".pythond", "sessions", "r", "history.py")}: Permission denied`);
+      await log.waitFor(/session r: history disabled: .*history\.py: Permission denied/);
+      expect((await run(as(VICTIM, [PYCTL, "stop"]), env)).code).toBe(0);
+      expect(await d.exited).toBe(0);
+    } finally {
+      d.kill("SIGKILL");
+    }
+  });
+});
+
 describe("files opened through links", () => {
   test("a link planted at a record's temporary file is removed, not written through", async () => {
     await using d = await startDaemon();
