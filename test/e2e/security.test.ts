@@ -18,6 +18,13 @@ const VICTIM = 1500;
 const FAKE = join(import.meta.dir, "..", "fixtures", "fake_daemon.py");
 const PY = "/usr/bin/python3"; // reachable by other users (a pyenv under /root is not)
 
+/**
+ * Other uids need root (setpriv, chown): the suite runs as root here. Run as another user, these
+ * tests are skipped (and say so in their names) rather than failing for want of privileges.
+ */
+const asRoot = process.getuid?.() === 0 && Bun.which("setpriv") !== null;
+const rootTest = test.skipIf(!asRoot);
+
 const as = (uid: number, cmd: string[]) => ["setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", ...cmd];
 
 /** A scratch tree other users can reach: root/ 0755, root/tmp 1777 (their TMPDIR). */
@@ -54,7 +61,7 @@ async function fakeDaemon(sock: string, log: string) {
 }
 
 describe("the fallback runtime directory of another user", () => {
-  test("a root daemon refuses $TMPDIR/pythond-0 made by nobody, and runs none of the files planted there", async () => {
+  rootTest("a root daemon refuses $TMPDIR/pythond-0 made by nobody, and runs none of the files planted there", async () => {
     using s = shared();
     const pwned = join(s.root, "pwned"); // nobody cannot write here; code run as root can
     const planted = join(s.tmp, "pythond-0", "pythond", `py-${bundleHash()}`);
@@ -104,7 +111,7 @@ describe("the fallback runtime directory of another user", () => {
     }
   });
 
-  test("a client refuses $TMPDIR/pythond-1500 made by nobody: nothing reaches the fake daemon there", async () => {
+  rootTest("a client refuses $TMPDIR/pythond-1500 made by nobody: nothing reaches the fake daemon there", async () => {
     using s = shared();
     const dir = join(s.tmp, `pythond-${VICTIM}`);
     const log = join(s.tmp, "fake.log");
@@ -117,7 +124,7 @@ describe("the fallback runtime directory of another user", () => {
     expect(existsSync(log)).toBe(false); // the fake never heard from us
   });
 
-  test("a socket named with PYTHOND_SOCK in a shared sticky directory must be ours (or root's)", async () => {
+  rootTest("a socket named with PYTHOND_SOCK in a shared sticky directory must be ours (or root's)", async () => {
     using s = shared();
     const sock = join(s.tmp, "shared.sock");
     const log = join(s.tmp, "fake.log");
@@ -128,7 +135,7 @@ describe("the fallback runtime directory of another user", () => {
     expect(existsSync(log)).toBe(false);
   });
 
-  test("the user's own daemon in the fallback directory works as before (0700, made by them)", async () => {
+  rootTest("the user's own daemon in the fallback directory works as before (0700, made by them)", async () => {
     using s = shared();
     const home = join(s.root, "victim-home");
     mkdirSync(home);
@@ -151,7 +158,7 @@ describe("the fallback runtime directory of another user", () => {
 });
 
 describe("history the user cannot write", () => {
-  test("a read-only home, or a session directory without write permission: said once in the log and in status", async () => {
+  rootTest("a read-only home, or a session directory without write permission: said once in the log and in status", async () => {
     using s = shared();
     const home = join(s.root, "ro-home");
     mkdirSync(home);
@@ -226,7 +233,7 @@ describe("files opened through links", () => {
     await d.log.waitFor(/session l: history disabled/);
   });
 
-  test("a session directory of another user: history off, said once in the log and in status; the session works", async () => {
+  rootTest("a session directory of another user: history off, said once in the log and in status; the session works", async () => {
     await using d = await startDaemon();
     const dir = join(d.e.home, ".pythond", "sessions", "o");
     mkdirSync(dir, { recursive: true, mode: 0o700 });
