@@ -75,6 +75,20 @@ describe("a stopped worker", () => {
     expect(JSON.parse((await d.pysh(["status", "z"])).stdout).state).toBe("idle");
     expect((await d.pysh(["ls"])).stdout).toBe(`  z: alive pid=${pid} (pty)\n`);
   });
+
+  test("a worker wedged in C code holding the GIL: status says unresponsive (running), ls says so, kill still ends it", async () => {
+    await using d = await startDaemon();
+    await d.pysh(["new", "g"]);
+    const pid = JSON.parse((await d.pysh(["status", "g"])).stdout).pid as number;
+    // Catastrophic backtracking: the regex engine never releases the GIL, so the worker's IO thread cannot answer.
+    const f = JSON.parse((await d.pysh(["fire", "g", "import re; re.match(r'(a+)+$', 'a' * 40 + 'b')"])).stdout);
+    expect(f.status).toBe("fired");
+    const st = JSON.parse((await d.pysh(["status", "g"])).stdout);
+    expect(st).toMatchObject({ state: "unresponsive", process: "running", pid });
+    expect((await d.pysh(["ls"])).stdout).toMatch(new RegExp(`^  g: unresponsive pid=${pid} \\(no answer to status for \\d+ s\\)\\n$`));
+    expect((await d.pysh(["kill", "g"])).stdout).toBe("OK killed g\n");
+    expect((await d.pysh(["ls"])).stdout).toBe("(no sessions)\n");
+  });
 });
 
 describe("memory that clients can take", () => {
