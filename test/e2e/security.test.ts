@@ -18,14 +18,19 @@ const VICTIM = 1500;
 const FAKE = join(import.meta.dir, "..", "fixtures", "fake_daemon.py");
 const PY = "/usr/bin/python3"; // reachable by other users (a pyenv under /root is not)
 
-/**
- * Other uids need root (setpriv, chown): the suite runs as root here. Run as another user, these
- * tests are skipped (and say so in their names) rather than failing for want of privileges.
- */
-const asRoot = process.getuid?.() === 0 && Bun.which("setpriv") !== null;
-const rootTest = test.skipIf(!asRoot);
-
 const as = (uid: number, cmd: string[]) => ["setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", ...cmd];
+
+/**
+ * Other uids need root (setpriv, chown), a python3 and a checkout they can reach: so it is here
+ * (the suite runs as root). Elsewhere (a non-root run, a checkout under a private /root) these
+ * tests are skipped rather than failing for want of privileges.
+ */
+const asRoot =
+  process.getuid?.() === 0 &&
+  Bun.which("setpriv") !== null &&
+  existsSync(PY) &&
+  Bun.spawnSync(as(NOBODY, [PYSH, "--version"]), { stdout: "ignore", stderr: "ignore" }).exitCode === 0;
+const rootTest = test.skipIf(!asRoot);
 
 /** A scratch tree other users can reach: root/ 0755, root/tmp 1777 (their TMPDIR). */
 function shared() {
