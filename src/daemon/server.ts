@@ -10,7 +10,6 @@
  * (DESIGN decision 1). `pyctl stop` ends the sessions too, unless --keep-sessions.
  */
 import { rmSync, unlinkSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
 import type { ServerWebSocket } from "bun";
 import { PythondError } from "../protocol/errors.ts";
 import { SUBPROTOCOL, SUBPROTOCOL_LEGACY, VERSION } from "../protocol/version.ts";
