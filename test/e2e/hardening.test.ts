@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { accessLogWith, BIN, LineWatcher, makeEnv, rawClient, startDaemon } from "./harness.ts";
+import { accessLogWith, BIN, LineWatcher, makeEnv, rawClient, startDaemon, until } from "./harness.ts";
 import { startListening } from "./remote-harness.ts";
 
 describe("a cell's mistakes stay in that cell", () => {
@@ -80,10 +80,22 @@ describe("a stopped worker", () => {
     await using d = await startDaemon();
     await d.pysh(["new", "g"]);
     const pid = JSON.parse((await d.pysh(["status", "g"])).stdout).pid as number;
-    // Catastrophic backtracking: the regex engine never releases the GIL, so the worker's IO thread cannot answer.
-    const f = JSON.parse((await d.pysh(["fire", "g", "import re; re.match(r'(a+)+$', 'a' * 40 + 'b')"])).stdout);
+    // Catastrophic backtracking: the regex engine never releases the GIL, so the worker's IO thread
+    // cannot answer. The cell waits for `go` first, so that `fire` itself gets its answer.
+    const go = join(d.e.dir, "go");
+    const started = join(d.e.dir, "started");
+    const code = [
+      "import os, re, time",
+      `while not os.path.exists(${JSON.stringify(go)}): time.sleep(0.005)`,
+      `open(${JSON.stringify(started)}, 'w').close()`,
+      "re.match(r'(a+)+$', 'a' * 40 + 'b')",
+    ].join("\n");
+    const f = JSON.parse((await d.pysh(["fire", "g", code])).stdout);
     expect(f.status).toBe("fired");
-    const st = JSON.parse((await d.pysh(["status", "g"])).stdout);
+    await Bun.write(go, "");
+    await until(() => existsSync(started), "the cell to enter the regex");
+    let st: Record<string, unknown> = {};
+    await until(async () => (st = JSON.parse((await d.pysh(["status", "g"])).stdout)).state === "unresponsive", "status: unresponsive");
     expect(st).toMatchObject({ state: "unresponsive", process: "running", pid });
     expect((await d.pysh(["ls"])).stdout).toMatch(new RegExp(`^  g: unresponsive pid=${pid} \\(no answer to status for \\d+ s\\)\\n$`));
     expect((await d.pysh(["kill", "g"])).stdout).toBe("OK killed g\n");
