@@ -24,6 +24,17 @@ export const ERROR_CODES = {
   not_local: "not_local",
   unknown_cell: "unknown_cell",
   timeout: "timeout",
+  // fleet: shell commands, files, shells, forwarding (src/fleet/)
+  no_job: "no_job",
+  no_shell: "no_shell",
+  not_found: "not_found",
+  is_directory: "is_directory",
+  not_directory: "not_directory",
+  permission_denied: "permission_denied",
+  no_space: "no_space",
+  checksum_mismatch: "checksum_mismatch",
+  transfer_failed: "transfer_failed",
+  connect_failed: "connect_failed",
 } as const;
 export type ErrorCode = keyof typeof ERROR_CODES;
 
