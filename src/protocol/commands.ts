@@ -47,7 +47,7 @@ export const COMMANDS = {
   stop: { synopsis: "stop [--keep-sessions]", min: 0, max: 0, switches: ["keep-sessions"], callers: ["local"] },
   restart: { synopsis: "restart", min: 0, max: 0, callers: ["local"] },
   hello: { synopsis: "hello", min: 0, max: 0 },
-  /** Remote proxies (src/daemon/proxy.ts): `<name>` then stands for the session of that name there. */
+  /** Remote proxies (src/proxy/proxy.ts): `<name>` then stands for the session of that name there. */
   connect: { synopsis: "connect <name> <host:port> <token> [--tls]", min: 3, max: 3, switches: ["tls"], callers: ["local"] },
   disconnect: { synopsis: "disconnect <name>", min: 1, max: 1, callers: ["local"] },
 } as const satisfies Record<string, CommandSpec>;

@@ -8,7 +8,7 @@
 import type { Socket } from "bun";
 import { PythondError } from "../protocol/errors.ts";
 import { WORKER_PROTOCOL } from "../protocol/version.ts";
-import { encodeWorkerFrame, encodeWorkerJson, WorkerFrameReader, type WorkerHeader } from "./wire.ts";
+import { encodeWorkerFrame, encodeWorkerJson, WorkerFrameReader, type WorkerHeader } from "../link/frame.ts";
 
 export interface RunHandlers {
   start(cellId: string): void;
@@ -210,7 +210,7 @@ export class WorkerLink {
       return;
     }
     if (h.op === "tout" || h.op === "tdetach") {
-      this.onTerminal?.(h, body); // attach traffic: src/daemon/attach.ts
+      this.onTerminal?.(h, body); // attach traffic: src/sessions/attach.ts
       return;
     }
     const rid = Number(h.rid);
