@@ -1,6 +1,6 @@
 /**
  * Connecting to a daemon over TCP: a remote one (PYTHOND_HOST, PYTHOND_TOKEN, PYTHOND_TLS), the
- * local one in local TCP mode (daemon.json), and the links of remote proxies (src/daemon/proxy.ts).
+ * local one in local TCP mode (daemon.json), and the links of remote proxies (src/proxy/proxy.ts).
  *
  * TLS is verified by pinning, as ssh's known_hosts: the server certificate must be one of those
  * stored by `pyctl pin` (compared by SHA-256 fingerprint; host names play no part). This machine's

@@ -10,10 +10,10 @@ import { checkName } from "../protocol/names.ts";
 import { PROTOCOL_VERSION, VERSION } from "../protocol/version.ts";
 import type { AccessLog } from "./access-log.ts";
 import type { ClientConn } from "./conn.ts";
-import { attachSession, detachSession, resizeSession } from "./attach.ts";
-import { PROXIED, type Proxies } from "./proxy.ts";
-import { runCell } from "./run.ts";
-import type { Registry } from "./sessions.ts";
+import { attachSession, detachSession, resizeSession } from "../sessions/attach.ts";
+import { PROXIED, type Proxies } from "../proxy/proxy.ts";
+import { runCell } from "../sessions/run.ts";
+import type { Registry } from "../sessions/registry.ts";
 
 export interface DaemonContext {
   registry: Registry;

@@ -18,11 +18,11 @@ import { ensurePrivateDir, restartMarker, runtimeDir } from "../paths.ts";
 import { AccessLog, flushAccessLogs } from "./access-log.ts";
 import { ClientConn } from "./conn.ts";
 import { handleFrame, runSession, type DaemonContext } from "./dispatch.ts";
-import type { RemoteAccess } from "./listen-tcp.ts";
-import type { RemoteOptions } from "./remote-setup.ts";
+import type { RemoteAccess } from "../ingress/listen-tcp.ts";
+import type { RemoteOptions } from "../ingress/remote-setup.ts";
 import { acquireStartLock } from "./lock.ts";
-import { Proxies } from "./proxy.ts";
-import { Registry } from "./sessions.ts";
+import { Proxies } from "../proxy/proxy.ts";
+import { Registry } from "../sessions/registry.ts";
 
 export interface DaemonOptions {
   socket: string;
@@ -75,7 +75,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   let remote: RemoteAccess | undefined;
   if (opts.remote) {
     try {
-      const { prepareRemote } = await import("./remote-setup.ts"); // certificate code only when asked for
+      const { prepareRemote } = await import("../ingress/remote-setup.ts"); // certificate code only when asked for
       remote = await prepareRemote(opts.remote, { say, print: (l) => process.stderr.write(l + "\n") });
     } catch (e) {
       lock.release();

@@ -119,7 +119,7 @@ class Worker(main_thread.MainThread):
         return ("input() is not available in an agent cell (there is no terminal); pass the data "
                 "in the code, or attach a terminal with: pysh attach %s" % self.name)
 
-    # -- a warm spare (src/daemon/spare.ts) ----------------------------------------------------
+    # -- a warm spare (src/sessions/spare.ts) ----------------------------------------------------
     def claim(self, cfg):
         """A spare becomes the session `new` asked for: its name, socket path, record, history,
         directory and idle timeout. Until then it has no name, no record among the sessions and

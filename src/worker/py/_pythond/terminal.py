@@ -12,7 +12,7 @@
   - Agent cells and stray output are shown on the PTY too (human.py), after asking the editor to
     move its prompt out of the way (pause/resume), so the screen stays readable.
 
-Daemon ops (src/daemon/attach.ts is the other side):
+Daemon ops (src/sessions/attach.ts is the other side):
   attach {rid, aid, rows?, cols?} -> reply, then `tout {aid}` + the ring (replay, that client only),
   then live `tout` + bytes for every attachment of that connection;
   detach {aid}; tin {aid} + bytes; resize {rows, cols}; worker -> daemon: tdetach {aid} (Ctrl-D).

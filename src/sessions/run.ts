@@ -12,9 +12,9 @@
  * dropped here, and stays retrievable from the worker by cell id.
  */
 import { PythondError } from "../protocol/errors.ts";
-import type { WorkerHeader } from "../worker/wire.ts";
-import type { ClientConn } from "./conn.ts";
-import type { Registry } from "./sessions.ts";
+import type { WorkerHeader } from "../link/frame.ts";
+import type { ClientConn } from "../daemon/conn.ts";
+import type { Registry } from "./registry.ts";
 
 const HIGH_WATER = 1 << 20;
 /**

@@ -27,7 +27,7 @@ import { PythondError } from "../protocol/errors.ts";
 import { SUBPROTOCOL, SUBPROTOCOL_LEGACY } from "../protocol/version.ts";
 import { writeFileAtomic } from "../tls/files.ts";
 import { fingerprintOfPem } from "../tls/pem.ts";
-import type { AccessLog } from "./access-log.ts";
+import type { AccessLog } from "../daemon/access-log.ts";
 import { authorize, newToken, Penalties, rejectionFrame, TrustedClients } from "./auth.ts";
 import {
   BRIDGE_HEADER,

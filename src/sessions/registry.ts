@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { PythondError } from "../protocol/errors.ts";
 import { WorkerLink } from "../worker/link.ts";
 import { spawnWorker, workerPaths } from "../worker/spawn.ts";
-import { isAlive } from "./lock.ts";
+import { isAlive } from "../daemon/lock.ts";
 import { SparePool } from "./spare.ts";
 
 export interface WorkerRecord {

@@ -22,10 +22,10 @@ import { PythondError } from "../protocol/errors.ts";
 import { ATTACH, type Request } from "../protocol/commands.ts";
 import { checkName } from "../protocol/names.ts";
 import type { WorkerLink } from "../worker/link.ts";
-import type { WorkerHeader } from "../worker/wire.ts";
-import type { AccessLog } from "./access-log.ts";
-import type { ClientConn } from "./conn.ts";
-import type { DaemonContext } from "./dispatch.ts";
+import type { WorkerHeader } from "../link/frame.ts";
+import type { AccessLog } from "../daemon/access-log.ts";
+import type { ClientConn } from "../daemon/conn.ts";
+import type { DaemonContext } from "../daemon/dispatch.ts";
 
 const HIGH_WATER = 256 * 1024;
 const enc = new TextEncoder();

@@ -6,7 +6,7 @@
  * an ordinary TLS client (pinned, with this machine's client certificate and the token).
  *
  * A command borrows a link of the local client's own subprotocol (so replies need no
- * translation) from the proxy's pool (proxy-links.ts: keeping a link open, reconnecting, telling a
+ * translation) from the proxy's pool (links.ts: keeping a link open, reconnecting, telling a
  * remote restart with a new token from a network failure) for its whole duration.
  *
  * Proxies are remembered in <runtime>/proxies/<name>.json (0600, token included, like
@@ -22,10 +22,10 @@ import { checkName } from "../protocol/names.ts";
 import { SUBPROTOCOL, SUBPROTOCOL_LEGACY } from "../protocol/version.ts";
 import { decideTls, endpointLabel, parseHostPort, type RemoteEndpoint } from "../client/remote.ts";
 import { writeFileAtomic } from "../tls/files.ts";
-import type { AccessLog } from "./access-log.ts";
-import type { ClientConn } from "./conn.ts";
-import { LinkPool } from "./proxy-links.ts";
-import type { Registry } from "./sessions.ts";
+import type { AccessLog } from "../daemon/access-log.ts";
+import type { ClientConn } from "../daemon/conn.ts";
+import { LinkPool } from "./links.ts";
+import type { Registry } from "../sessions/registry.ts";
 
 /** Commands whose first argument is a session name, relayed when that name is a proxy. */
 export const PROXIED: ReadonlySet<CommandName> = new Set<CommandName>([
