@@ -130,8 +130,10 @@ describe("exec: timeout and kill", () => {
     const grandchild = Number(Buffer.from(first.value!.data).toString().trim());
     expect(grandchild).toBeGreaterThan(0);
     expect(gone(grandchild)).toBe(false);
+    while (!job.leaderExited) await job.changed();
     // the shell exited, but the grandchild holds stdout: the job is not over (ssh waits too)
     expect(job.result).toBeUndefined();
+    expect(job.info()).toMatchObject({ state: "running", leaderExited: true });
     job.kill();
     const r = await job.done;
     expect(r.killed).toBe(true);

@@ -57,6 +57,7 @@ export interface JobInfo {
   durationMs: number;
   stdoutBytes: number;
   stderrBytes: number;
+  leaderExited: boolean;
   result?: JobResult;
 }
 
@@ -91,8 +92,10 @@ export class Job {
   readonly startedAt = Date.now();
   readonly pid: number;
   result?: JobResult;
+  /** The shell itself has exited (its output may still be open: a grandchild holding it). */
+  leaderExited = false;
   readonly done: Promise<JobResult>;
-  private readonly proc: Bun.Subprocess<"pipe" | "ignore", "pipe", "pipe">;
+  private readonly proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
   private readonly window: number;
   private readonly grace: number;
   private seq = 0;
@@ -100,6 +103,10 @@ export class Job {
   private waiters: (() => void)[] = [];
   private ending?: "timeout" | "kill";
   private timers: ReturnType<typeof setTimeout>[] = [];
+  private stdinQueue: { bytes: Uint8Array; resolve(): void }[] = [];
+  private stdinPull?: () => void;
+  private stdinEnded = false;
+  private stdinDone = false;
 
   constructor(
     readonly id: string,
@@ -123,21 +130,26 @@ export class Job {
       this.proc = Bun.spawn([shell, "-c", spec.command], {
         cwd: spec.cwd,
         env: spec.env ? { ...process.env, ...spec.env } : process.env,
-        stdin: spec.stdin ? "pipe" : "ignore",
+        stdin: spec.stdin ? this.stdinStream() : "ignore",
         stdout: "pipe",
         stderr: "pipe",
         detached: true, // setsid: its own group, so a kill reaches grandchildren too
-      }) as Bun.Subprocess<"pipe" | "ignore", "pipe", "pipe">;
+      }) as unknown as Bun.Subprocess<"ignore", "pipe", "pipe">;
     } catch (e) {
       throw new PythondError("no_shell", `cannot start ${shell}: ${(e as Error).message}`);
     }
     this.pid = this.proc.pid;
     if (spec.timeoutMs !== undefined) this.timers.push(setTimeout(() => this.terminate("timeout"), spec.timeoutMs));
+    void this.proc.exited.then(() => {
+      this.leaderExited = true;
+      this.wake();
+    });
     this.done = this.finish();
   }
 
   private async finish(): Promise<JobResult> {
     await Promise.all([this.pump(this.proc.stdout, this.out, 1), this.pump(this.proc.stderr, this.err, 2), this.proc.exited]);
+    this.dropStdin();
     for (const t of this.timers) clearTimeout(t);
     const signal = this.proc.signalCode ?? null;
     const code = signal ? null : this.proc.exitCode;
@@ -194,26 +206,50 @@ export class Job {
     return r;
   }
 
-  /** Writes to the command's stdin; resolves when the pipe took it (backpressure). */
-  async writeStdin(bytes: Uint8Array): Promise<void> {
-    const sink = this.proc.stdin;
-    if (!sink || typeof sink === "number") throw new PythondError("usage", `job ${this.id} has no stdin`);
-    try {
-      sink.write(bytes);
-      await sink.flush();
-    } catch {
-      // the command closed its stdin or ended: like a pipe to a finished reader, the rest is dropped
-    }
+  /**
+   * Writes to the command's stdin; resolves when the child's pipe has taken it (backpressure).
+   * Stdin is a stream Bun pulls from (not a FileSink: its write to a pipe the command closed
+   * fails later, outside any await, as an unhandled EPIPE); once the command closed its stdin or
+   * ended, what is written is dropped, as a pipe to a finished reader.
+   */
+  writeStdin(bytes: Uint8Array): Promise<void> {
+    if (!this.spec.stdin) return Promise.reject(new PythondError("usage", `job ${this.id} has no stdin`));
+    if (this.stdinDone) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.stdinQueue.push({ bytes, resolve });
+      this.stdinPull?.();
+    });
   }
 
   closeStdin(): void {
-    const sink = this.proc.stdin;
-    if (!sink || typeof sink === "number") return;
-    try {
-      void sink.end();
-    } catch {
-      // already closed
-    }
+    this.stdinEnded = true;
+    this.stdinPull?.();
+  }
+
+  private stdinStream(): ReadableStream<Uint8Array> {
+    return new ReadableStream<Uint8Array>(
+      {
+        pull: async (controller) => {
+          while (this.stdinQueue.length === 0 && !this.stdinEnded && !this.stdinDone) {
+            await new Promise<void>((r) => (this.stdinPull = r));
+          }
+          this.stdinPull = undefined;
+          const item = this.stdinQueue.shift();
+          if (item) {
+            controller.enqueue(item.bytes);
+            item.resolve();
+          } else controller.close();
+        },
+        cancel: () => this.dropStdin(),
+      },
+      { highWaterMark: 0 },
+    );
+  }
+
+  private dropStdin(): void {
+    this.stdinDone = true;
+    for (const it of this.stdinQueue.splice(0)) it.resolve();
+    this.stdinPull?.();
   }
 
   /** Ends the command: SIGTERM to its group, SIGKILL after the grace period. */
@@ -249,6 +285,7 @@ export class Job {
       durationMs: this.result?.durationMs ?? Date.now() - this.startedAt,
       stdoutBytes: this.out.end,
       stderrBytes: this.err.end,
+      leaderExited: this.leaderExited,
       result: this.result,
     };
   }
