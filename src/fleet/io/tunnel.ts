@@ -1,0 +1,131 @@
+/**
+ * A tunnel: the Duplex (src/fleet/duplex.ts) the fleet engines speak, carried end to end between
+ * a client (pysh) and a node, through the hub, with credits counted at the two ends only. The hub
+ * splices the client's WebSocket to one stream of the node link and forwards each unit unchanged,
+ * so whatever lies between (a slow client, a slow disk on the node) the bytes in flight in either
+ * direction never exceed the window, and neither the hub nor either end grows its memory.
+ *
+ * A unit is one binary message on the pipe: one kind byte, then the payload.
+ *   0 data   raw bytes (a Duplex binary message)
+ *   1 text   UTF-8 (a Duplex text message: the engines' JSON control records)
+ *   2 ack    decimal byte count: the receiving end consumed that much more (credit back)
+ *   3 close  UTF-8 reason (optional): this end is done; no more units follow from it
+ * Data and text count against the window; ack and close do not. Acks are sent once a quarter of
+ * the window has been consumed, so a sender blocked on a full window is always released.
+ */
+import { PythondError } from "../../protocol/errors.ts";
+import type { Duplex, Msg } from "../duplex.ts";
+
+/** What a tunnel runs on: a message pipe (a mux stream, a WebSocket after `OK io`). */
+export interface Pipe {
+  send(unit: Uint8Array): void;
+  onUnit(cb: (unit: Uint8Array) => void): void;
+  /** The pipe itself went away (link lost, connection closed). */
+  onClose(cb: (reason: string) => void): void;
+  close(): void;
+}
+
+export const WINDOW = 1 << 20;
+const DATA = 0;
+const TEXT = 1;
+const ACK = 2;
+const CLOSE = 3;
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+function unit(kind: number, payload: Uint8Array | string = ""): Uint8Array {
+  const body = typeof payload === "string" ? enc.encode(payload) : payload;
+  const u = new Uint8Array(1 + body.length);
+  u[0] = kind;
+  u.set(body, 1);
+  return u;
+}
+
+export class TunnelDuplex implements Duplex {
+  private queue: Msg[] = [];
+  private readers: ((m: Msg | null) => void)[] = [];
+  private writers: { resolve(): void; reject(e: Error): void }[] = [];
+  /** Bytes we sent the peer has not yet credited back. */
+  private unacked = 0;
+  /** Bytes we consumed and have not yet credited to the peer. */
+  private consumed = 0;
+  private peerClosed = false;
+  private closed = false;
+  private why = "";
+
+  constructor(
+    private readonly pipe: Pipe,
+    private readonly window = WINDOW,
+  ) {
+    pipe.onUnit((u) => this.receive(u));
+    pipe.onClose((reason) => this.lost(reason));
+  }
+
+  private receive(u: Uint8Array): void {
+    const kind = u[0];
+    const payload = u.subarray(1);
+    if (kind === ACK) {
+      this.unacked = Math.max(0, this.unacked - Number(dec.decode(payload)));
+      if (this.unacked < this.window) for (const w of this.writers.splice(0)) w.resolve();
+      return;
+    }
+    if (kind === CLOSE) {
+      this.lost(payload.length ? dec.decode(payload) : "the other side closed the connection", true);
+      return;
+    }
+    const m: Msg = kind === TEXT ? dec.decode(payload) : payload;
+    const r = this.readers.shift();
+    if (r) {
+      this.credit(payload.length);
+      r(m);
+    } else this.queue.push(m);
+  }
+
+  private credit(n: number): void {
+    this.consumed += n;
+    if (this.consumed >= this.window / 4 && !this.closed && !this.peerClosed) {
+      this.pipe.send(unit(ACK, String(this.consumed)));
+      this.consumed = 0;
+    }
+  }
+
+  private lost(reason: string, orderly = false): void {
+    if (this.peerClosed) return;
+    this.peerClosed = true;
+    this.why = reason;
+    const err = new PythondError("transfer_failed", orderly ? reason : `connection lost: ${reason}`);
+    for (const w of this.writers.splice(0)) w.reject(err);
+    if (this.queue.length === 0) for (const r of this.readers.splice(0)) r(null);
+    if (this.closed) this.pipe.close();
+  }
+
+  async send(m: Msg): Promise<void> {
+    if (this.closed) throw new PythondError("transfer_failed", "send after close");
+    if (this.peerClosed) throw new PythondError("transfer_failed", this.why);
+    const u = typeof m === "string" ? unit(TEXT, m) : unit(DATA, m);
+    this.unacked += u.length - 1;
+    this.pipe.send(u);
+    if (this.unacked < this.window) return;
+    await new Promise<void>((resolve, reject) => this.writers.push({ resolve, reject }));
+  }
+
+  async recv(): Promise<Msg | null> {
+    const m = this.queue.shift();
+    if (m !== undefined) {
+      this.credit(typeof m === "string" ? enc.encode(m).length : m.length);
+      return m;
+    }
+    if (this.peerClosed || this.closed) return null;
+    return new Promise((resolve) => this.readers.push(resolve));
+  }
+
+  /** Ends our side (a close unit); the pipe itself is closed once the peer has closed too. */
+  close(reason = ""): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.peerClosed) this.pipe.send(unit(CLOSE, reason));
+    for (const r of this.readers.splice(0)) r(null);
+    if (this.peerClosed) this.pipe.close();
+  }
+}
