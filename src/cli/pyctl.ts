@@ -92,6 +92,8 @@ const tlsCommands = {
   pin: () => import("./pyctl-tls.ts").then((m) => m.pin),
   connect: () => import("./pyctl-remote.ts").then((m) => m.connect),
   disconnect: () => import("./pyctl-remote.ts").then((m) => m.disconnect),
+  "join-token": () => import("./pyctl-fleet.ts").then((m) => (m.setRawArgv(process.argv), m.joinToken)),
+  node: () => import("./pyctl-fleet.ts").then((m) => m.node),
 };
 
 const pyctl = defineCommand({
