@@ -12,7 +12,7 @@ import type { Socket } from "bun";
 import { NODE_PROTOCOL, NODE_SUBPROTOCOL, parseHello, type HubAnswer, type NodeHello, type RefusalReason } from "../../protocol/fleet.ts";
 import { fingerprintOfPem } from "../../tls/pem.ts";
 import { newNonce, verifyProof } from "../proof.ts";
-import { RawWebSocket } from "./ws-server.ts";
+import { RawWsChannel } from "./ws-server.ts";
 import { tokenRefusalMessage, type TokenRecord } from "./tokens.ts";
 import type { FleetHub } from "./hub.ts";
 
@@ -65,7 +65,7 @@ export function adoptNodeSocket(
   early: Uint8Array[],
   info: NodeSocketInfo,
 ): AdoptedSocket {
-  const ws = new RawWebSocket(socket, MAX_HELLO);
+  const ws = new RawWsChannel(socket, MAX_HELLO);
   const nonce = newNonce();
   let phase: "hello" | "judging" | "up" | "done" = "hello";
   hub.admission.pending++;
@@ -77,21 +77,20 @@ export function adoptNodeSocket(
     hub.logAuth(info, "error", "hello_timeout");
     leave();
     phase = "done";
-    ws.close(1008, "no hello");
+    ws.closeWith(1008, "no hello");
   }, HELLO_MS);
   const refuse = (reason: RefusalReason, message: string, id?: string) => {
     hub.logAuth(info, "error", reason, id);
     const answer: HubAnswer = { t: "refused", reason, message };
     ws.send(JSON.stringify(answer));
-    ws.close(1008, reason);
+    ws.closeWith(1008, reason);
   };
-  ws.handlers = {
-    message: (m) => {
+  ws.onMessage((m) => {
       if (phase !== "hello") {
         // Before the verdict nothing else is accepted (after it, the link layer has the socket).
         phase = "done";
         hub.logAuth(info, "error", "message_before_auth");
-        return ws.close(1008, "one hello only");
+        return ws.closeWith(1008, "one hello only");
       }
       phase = "judging";
       clearTimeout(timer);
@@ -112,7 +111,7 @@ export function adoptNodeSocket(
         hub.logAuth(info, "error", "busy", hello.id, { retry_after_ms: String(wait) });
         const answer: HubAnswer = { t: "retry", after_ms: wait, reason: "hub busy" };
         ws.send(JSON.stringify(answer));
-        return ws.close(1013, "retry later");
+        return ws.closeWith(1013, "retry later");
       }
       void judgeWithPenalty(hub, ws, hello, nonce, info).then(
         (verdict) => {
@@ -131,14 +130,13 @@ export function adoptNodeSocket(
           refuse("bad_hello", "internal error judging the hello", hello.id);
         },
       );
-    },
-    close: () => {
-      clearTimeout(timer);
-      leave();
-      if (phase === "hello") hub.logAuth(info, "error", "closed_before_hello");
-      phase = "done";
-    },
-  };
+  });
+  ws.onClose(() => {
+    clearTimeout(timer);
+    leave();
+    if (phase === "hello") hub.logAuth(info, "error", "closed_before_hello");
+    if (phase !== "up") phase = "done";
+  });
   ws.accept(key, NODE_SUBPROTOCOL, []);
   ws.send(JSON.stringify({ t: "challenge", nonce, v: NODE_PROTOCOL }));
   for (const d of early) ws.feed(d);
@@ -149,7 +147,7 @@ export function adoptNodeSocket(
  * The listener's per-source penalty applies to nodes too: a source that keeps presenting bad
  * tokens or keys gets its answers later and later, then none (src/ingress/auth.ts).
  */
-async function judgeWithPenalty(hub: FleetHub, ws: RawWebSocket, hello: NodeHello, nonce: string, info: NodeSocketInfo): Promise<Verdict> {
+async function judgeWithPenalty(hub: FleetHub, ws: RawWsChannel, hello: NodeHello, nonce: string, info: NodeSocketInfo): Promise<Verdict> {
   const admission = hub.penalties.admit(info.source);
   if (admission.refused) return { reason: "too_many_failures", message: "too many failed attempts from this address; retry later" };
   const v = await judge(hub, ws, hello, nonce, info);
@@ -168,7 +166,7 @@ type Verdict = { enrolled: boolean; tokenLabels: Record<string, string> } | { re
  * binding: a bound id needs that same key; an unbound one needs a valid join token and is bound
  * to this key.
  */
-async function judge(hub: FleetHub, ws: RawWebSocket, hello: NodeHello, nonce: string, info: NodeSocketInfo): Promise<Verdict> {
+async function judge(hub: FleetHub, ws: RawWsChannel, hello: NodeHello, nonce: string, info: NodeSocketInfo): Promise<Verdict> {
   let fp = info.clientCert;
   if (!info.tls) {
     if (!hello.cert || !hello.sig) return { reason: "client_cert_missing", message: "a node on a plain link must send its certificate and proof" };

@@ -8,11 +8,17 @@ import type { Penalties } from "../../ingress/auth.ts";
 import type { AccessLog } from "../../daemon/access-log.ts";
 import { formatLabels, type HubAnswer, type NodeHello } from "../../protocol/fleet.ts";
 import { Bindings } from "./bindings.ts";
-import { Admission, type NodeSocketInfo } from "./admit.ts";
+import { Admission, adoptNodeSocket, type AdoptedSocket, type NodeSocketInfo } from "./admit.ts";
+import type { Socket } from "bun";
 import { NodeRegistry, type NodeEntry } from "./registry.ts";
 import { TokenStore } from "./tokens.ts";
-import type { RawWebSocket } from "./ws-server.ts";
-import { HubLink } from "./link.ts";
+import type { RawWsChannel } from "./ws-server.ts";
+import { BeatWheel, HubLink } from "./link.ts";
+import { NodePort } from "./port.ts";
+import { NodeTarget, type AttachStream } from "./target.ts";
+import type { ClientConn } from "../../daemon/conn.ts";
+import { checkName } from "../../protocol/names.ts";
+import { PythondError } from "../../protocol/errors.ts";
 
 export interface FleetHubOptions {
   log: AccessLog;
@@ -33,6 +39,9 @@ export class FleetHub {
   readonly penalties: Penalties;
   readonly say: (msg: string) => void;
   private readonly log: AccessLog;
+  private ports = new Map<string, NodePort>();
+  private attachStreams = new WeakMap<ClientConn, AttachStream>();
+  private wheels = new Map<number, BeatWheel>();
 
   constructor(opts: FleetHubOptions) {
     this.log = opts.log;
@@ -42,6 +51,11 @@ export class FleetHub {
     const n = this.bindings.load();
     this.registry = new NodeRegistry(this.bindings);
     if (n) this.say(`fleet: ${n} enrolled node${n === 1 ? "" : "s"}`);
+  }
+
+  /** The listener hands over a node link's socket (listen-tcp.ts NodeIngress). */
+  adopt(socket: Socket<unknown>, key: string, early: Uint8Array[], info: NodeSocketInfo): AdoptedSocket {
+    return adoptNodeSocket(this, socket, key, early, info);
   }
 
   isOnline(id: string): boolean {
@@ -65,12 +79,12 @@ export class FleetHub {
   }
 
   /** The verdict was yes: answer, register, and let the link layer have the socket. */
-  welcome(ws: RawWebSocket, hello: NodeHello, info: NodeSocketInfo, enrolled: boolean, tokenLabels: Record<string, string>): void {
+  welcome(ws: RawWsChannel, hello: NodeHello, info: NodeSocketInfo, enrolled: boolean, tokenLabels: Record<string, string>): void {
     const heartbeat = Math.min(this.heartbeat, hello.heartbeat);
     const answer: HubAnswer = { t: "welcome", id: hello.id, hub_instance: this.instance, heartbeat, enrolled };
     ws.send(JSON.stringify(answer));
     const e = this.registry.entry(hello.id)!;
-    const link = new HubLink(this, e, ws, heartbeat);
+    const link = new HubLink(this, e, this.port(hello.id), ws, heartbeat);
     this.registry.online(e, hello, info.peer, info.connId, link, tokenLabels);
     this.logAuth(info, "ok", info.tls ? "mtls" : "proof", hello.id, enrolled ? { enrolled: "yes" } : {});
     this.logNode(e, "ok", enrolled ? "joined (enrolled)" : "online", {
@@ -80,7 +94,33 @@ export class FleetHub {
       labels: formatLabels(e.labels),
     });
     if (enrolled) this.say(`node '${hello.id}' enrolled from ${info.peer} (${hello.hostname}, ${hello.os}/${hello.arch})`);
-    link.start(hello.hub_instance === this.instance);
+    link.start();
+  }
+
+  /**
+   * Session `session` of node `via` (the name the caller wrote: `via/session`); `ERR no node 'x'
+   * -- nodes: a, b` for a name that is no node, a clear error for one that is offline.
+   */
+  target(via: string, session: string, name: string): NodeTarget {
+    const e = this.registry.get(via);
+    if (e.state !== "online") {
+      throw new PythondError("node_offline", `node '${via}' is offline (since ${new Date(e.since).toISOString()}; see: pysh nodes)`);
+    }
+    return new NodeTarget(name, checkName(session), this.port(via), this.attachStreams);
+  }
+
+  /** The requests' view of node `id` (kept across its links while this hub runs). */
+  port(id: string): NodePort {
+    let p = this.ports.get(id);
+    if (!p) this.ports.set(id, (p = new NodePort(id)));
+    return p;
+  }
+
+  /** The heartbeat wheel of a period (links with the same period share one timer). */
+  beats(periodS: number): BeatWheel {
+    let w = this.wheels.get(periodS);
+    if (!w) this.wheels.set(periodS, (w = new BeatWheel(periodS)));
+    return w;
   }
 
   /** A node's link ended (called by its HubLink). */
@@ -92,6 +132,7 @@ export class FleetHub {
   forget(id: string): boolean {
     const e = this.registry.forget(id);
     const had = this.bindings.forget(id);
+    this.ports.delete(id);
     if (e?.link) e.link.close(4001, "forgotten by the hub");
     if (had) this.log.write("node", { node: id, status: "ok", event_detail: "forgotten" });
     return had || e !== undefined;
@@ -99,5 +140,6 @@ export class FleetHub {
 
   closeAll(): void {
     for (const e of this.registry.list()) e.link?.close(1001, "hub stopping");
+    for (const w of this.wheels.values()) w.stop();
   }
 }

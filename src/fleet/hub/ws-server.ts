@@ -17,16 +17,9 @@
  */
 import { createHash } from "node:crypto";
 import type { Socket } from "bun";
+import { BaseChannel, type Message } from "../../link/channel.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-export interface RawWsHandlers {
-  message(data: string | Uint8Array): void;
-  /** The connection is gone (closed by either side, or broken). Called once. */
-  close(code: number, reason: string): void;
-  /** The socket took everything queued (after a write came back short). */
-  drain?(): void;
-}
 
 const dec = new TextDecoder("utf-8", { fatal: true });
 const enc = new TextEncoder();
@@ -56,7 +49,9 @@ function unmask(b: Buffer, p: number, n: number, mask: Uint8Array): Uint8Array {
   out.set(b.subarray(p, p + n));
   const words = n >>> 2;
   if (words > 16) {
-    const m32 = new Uint32Array(mask.slice().buffer)[0]!;
+    // The mask as a word in this machine's byte order (the view below uses it too).
+    const le = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+    const m32 = (le ? mask[0]! | (mask[1]! << 8) | (mask[2]! << 16) | (mask[3]! << 24) : (mask[0]! << 24) | (mask[1]! << 16) | (mask[2]! << 8) | mask[3]!) >>> 0;
     const view = new Uint32Array(out.buffer, 0, words);
     for (let i = 0; i < words; i++) view[i] = view[i]! ^ m32;
     for (let i = words << 2; i < n; i++) out[i] = out[i]! ^ mask[i & 3]!;
@@ -64,7 +59,11 @@ function unmask(b: Buffer, p: number, n: number, mask: Uint8Array): Uint8Array {
   return out;
 }
 
-export class RawWebSocket {
+/**
+ * A Channel (src/link/channel.ts) on the socket: the listener passes the socket's events on
+ * (data -> feed, drain -> drain, close -> gone). Close reasons are `<code> <reason>`.
+ */
+export class RawWsChannel extends BaseChannel {
   private buf: Buffer = Buffer.alloc(0);
   private len = 0;
   private queue: Uint8Array[] = [];
@@ -75,20 +74,20 @@ export class RawWebSocket {
   private ended = false;
   /** The close frame the peer sent, reported instead of our echo of it. */
   private peerClose?: { code: number; reason: string };
-  handlers?: RawWsHandlers;
+  /** Largest message accepted; raised once the link is authenticated. */
+  maxMessage: number;
 
   constructor(
     private readonly socket: Socket<unknown>,
-    private readonly maxMessage: number,
-  ) {}
-
-  /** Bytes handed to us but not yet taken by the socket. */
-  get bufferedAmount(): number {
-    return this.queued;
+    maxMessage: number,
+  ) {
+    super();
+    this.maxMessage = maxMessage;
   }
 
-  get open(): boolean {
-    return !this.ended;
+  /** Bytes handed to us but not yet taken by the socket. */
+  buffered(): number {
+    return this.queued;
   }
 
   /** Writes the 101 answer; `early` are bytes that arrived after the request head. */
@@ -97,7 +96,7 @@ export class RawWebSocket {
     for (const d of early) this.feed(d);
   }
 
-  send(data: string | Uint8Array): void {
+  send(data: Message): void {
     if (this.ended) return;
     const payload = typeof data === "string" ? enc.encode(data) : data;
     const h = header(typeof data === "string" ? 0x1 : 0x2, payload.length);
@@ -112,8 +111,13 @@ export class RawWebSocket {
     }
   }
 
-  /** Sends a close frame and ends the socket once it is written. */
-  close(code = 1000, reason = ""): void {
+  protected shut(reason: string): void {
+    const m = /^(\d{4}) ?(.*)$/.exec(reason);
+    this.closeWith(m ? Number(m[1]) : 1000, m ? m[2]! : reason);
+  }
+
+  /** Sends a close frame with `code` and ends the socket once it is written. */
+  closeWith(code = 1000, reason = ""): void {
     if (this.ended) return;
     const r = enc.encode(reason).subarray(0, 120);
     const payload = new Uint8Array(2 + r.length);
@@ -135,7 +139,7 @@ export class RawWebSocket {
   private finish(code: number, reason: string): void {
     if (this.ended) return;
     this.ended = true;
-    this.handlers?.close(code, reason);
+    this.closed(`${code} ${reason}`.trim());
   }
 
   private write(chunk: Uint8Array): void {
@@ -163,7 +167,7 @@ export class RawWebSocket {
       this.queue.shift();
     }
     if (this.ended) this.socket.end();
-    else this.handlers?.drain?.();
+    else this.drained();
   }
 
   /** Bytes from the socket. */
@@ -230,7 +234,7 @@ export class RawWebSocket {
         const code = payload.length >= 2 ? (payload[0]! << 8) | payload[1]! : 1005;
         const reason = payload.length > 2 ? Buffer.from(payload.subarray(2)).toString("utf8") : "";
         this.peerClose = { code, reason };
-        this.close(code === 1005 ? 1000 : code, "");
+        this.closeWith(code === 1005 ? 1000 : code, "");
         return;
       }
       return void this.fail(1002, "unknown opcode");
@@ -239,7 +243,7 @@ export class RawWebSocket {
       if (this.fragmentOpcode === 0) return void this.fail(1002, "continuation without a start");
     } else if (opcode === 0x1 || opcode === 0x2) {
       if (this.fragmentOpcode !== 0) return void this.fail(1002, "new message inside a fragmented one");
-      if (fin) return this.deliver(opcode, payload);
+      if (fin) return this.message(opcode, payload);
       this.fragmentOpcode = opcode;
     } else return void this.fail(1002, "unknown opcode");
     this.fragments.push(payload);
@@ -251,22 +255,22 @@ export class RawWebSocket {
     this.fragments = [];
     this.fragmentBytes = 0;
     this.fragmentOpcode = 0;
-    this.deliver(op, whole);
+    this.message(op, whole);
   }
 
-  private deliver(opcode: number, payload: Uint8Array): void {
-    if (opcode === 0x2) return this.handlers?.message(payload);
+  private message(opcode: number, payload: Uint8Array): void {
+    if (opcode === 0x2) return this.deliver(payload);
     let text: string;
     try {
       text = dec.decode(payload);
     } catch {
       return void this.fail(1007, "text frame is not valid UTF-8");
     }
-    this.handlers?.message(text);
+    this.deliver(text);
   }
 
   private fail(code: number, reason: string): number {
-    this.close(code, reason);
+    this.closeWith(code, reason);
     return 0;
   }
 }
