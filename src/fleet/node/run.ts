@@ -11,7 +11,7 @@ import { PythondError } from "../../protocol/errors.ts";
 import { normaliseFingerprint } from "../../tls/pem.ts";
 import { fingerprintOfPem } from "../../tls/pem.ts";
 import { NodeAgent } from "./agent.ts";
-import { readPinFile } from "./dial.ts";
+import { hubCertificate, readPinFile } from "./dial.ts";
 import { parseHubUrl, type HubUrl } from "./hub-url.ts";
 import { ensureNodeKey, readHubRecord, resolveNodeId } from "./identity.ts";
 import { NodeServer } from "./serve.ts";
@@ -55,6 +55,8 @@ export async function runNode(o: NodeOptions): Promise<void> {
   }
   const { id } = resolveNodeId(o.id);
   const key = await ensureNodeKey(id);
+  // The hub's certificate is checked before this daemon starts: a wrong fingerprint starts nothing.
+  if (url.tls) hubPem = await hubCertificate({ url, id, key, labels: o.labels, heartbeat: o.heartbeat, fingerprint, hubPem });
   await runDaemon({
     socket: socketPath(),
     idleTimeout: o.idleTimeout,
