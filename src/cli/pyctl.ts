@@ -24,6 +24,7 @@ export const startCommand = defineCommand({
     "local-tcp": { type: "boolean", description: "local TCP mode: loopback TCP + token + daemon.json (Windows' way)" },
     "max-frame": { type: "string", description: "largest frame accepted, in MiB (default 64)" },
     "idle-timeout": { type: "string", description: "end sessions unused for this many seconds (default: never)" },
+    heartbeat: { type: "string", description: "fleet hub: seconds between heartbeats to each node (default 10)" },
   },
   async run({ args }) {
     const remote = (await import("./pyctl-remote.ts")).startRemoteOptions(daemonArgv, args);
@@ -32,7 +33,9 @@ export const startCommand = defineCommand({
     if (!(maxFrame > 4096)) throw new PythondError("usage", "--max-frame takes a size in MiB > 0");
     const idle = args["idle-timeout"] === undefined ? undefined : Number(args["idle-timeout"]);
     if (idle !== undefined && !(idle > 0)) throw new PythondError("usage", "--idle-timeout takes a number of seconds > 0");
-    await runDaemon({ socket: socketPath(), maxFrame, idleTimeout: idle, argv: daemonArgv, remote });
+    const heartbeat = args.heartbeat === undefined ? undefined : Number(args.heartbeat);
+    if (heartbeat !== undefined && !(heartbeat > 0 && heartbeat <= 3600)) throw new PythondError("usage", "--heartbeat takes seconds > 0");
+    await runDaemon({ socket: socketPath(), maxFrame, idleTimeout: idle, argv: daemonArgv, remote, heartbeat });
     exitCode = -1; // keep running: the server holds the event loop
   },
 });
@@ -92,6 +95,8 @@ const tlsCommands = {
   pin: () => import("./pyctl-tls.ts").then((m) => m.pin),
   connect: () => import("./pyctl-remote.ts").then((m) => m.connect),
   disconnect: () => import("./pyctl-remote.ts").then((m) => m.disconnect),
+  "join-token": () => import("./pyctl-fleet.ts").then((m) => (m.setRawArgv(process.argv), m.joinToken)),
+  node: () => import("./pyctl-fleet.ts").then((m) => m.node),
 };
 
 const pyctl = defineCommand({

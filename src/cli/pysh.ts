@@ -21,10 +21,13 @@ const HELP = `pysh ${VERSION} -- client for pythond sessions
   pysh attach <name> [--read-only]              human REPL on the session (Ctrl-] detaches)
   pysh int <name>                               interrupt running cells
   pysh kill <name>                              end the session
-  pysh ls                                       list sessions
+  pysh ls [node]                                list sessions (and nodes; a node's sessions)
+  pysh nodes [--json]                           the hub's nodes: state, address, labels, heartbeat
   pysh status <name>                            JSON health
   pysh vars <name>                              JSON list of namespace names
   pysh complete <name> <text>                   JSON completion candidates
+
+A session on a node of this hub is named node/session: pysh run worker-1/work "x".
 
 Environment: PYTHOND_SOCK (local socket), PYTHOND_HOST/PYTHOND_TOKEN/PYTHOND_TLS (remote daemon;
 its certificate must be pinned with pyctl pin), PYTHOND_CONNECT_TIMEOUT (seconds, default 10).
@@ -95,7 +98,7 @@ const COMMANDS: Record<string, Command> = {
     return simple(client, "complete", name ? [name, ...text] : []);
   },
 };
-for (const cmd of ["int", "kill", "ls", "status", "vars"]) COMMANDS[cmd] = (client, argv) => simple(client, cmd, argv);
+for (const cmd of ["int", "kill", "ls", "status", "vars", "nodes"]) COMMANDS[cmd] = (client, argv) => simple(client, cmd, argv);
 
 async function cellCommand(client: Client, cmd: "fire" | "fork", argv: string[]): Promise<number> {
   const a = parseCodeArgs(argv, 1);

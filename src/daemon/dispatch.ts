@@ -3,7 +3,7 @@
  * through the connection and returns whether the command succeeded (for the access log). Errors
  * are thrown as PythondError and turned into `ERR <message>` by `handleFrame`.
  */
-import { COMMANDS, toRequest, type CommandName, type Request } from "../protocol/commands.ts";
+import { COMMANDS, toRequest, type CommandName, type CommandSpec, type Request } from "../protocol/commands.ts";
 import { PythondError, type ErrorCode } from "../protocol/errors.ts";
 import { parseFrame } from "../protocol/frame.ts";
 import { checkName } from "../protocol/names.ts";
@@ -14,6 +14,8 @@ import { attachSession, detachSession, resizeSession } from "../sessions/attach.
 import { PROXIED, type Proxies } from "../proxy/proxy.ts";
 import { runCell } from "../sessions/run.ts";
 import type { Registry } from "../sessions/registry.ts";
+import type { FleetHub } from "../fleet/hub/hub.ts";
+import { splitTargetName, type Target } from "./target.ts";
 
 export interface DaemonContext {
   registry: Registry;
@@ -28,6 +30,8 @@ export interface DaemonContext {
   restart(): void;
   /** Daemon-wide default for sessions' --idle-timeout (seconds), if any. */
   idleTimeout?: number;
+  /** The fleet hub (every daemon with a listener is one): nodes are names `node/session`. */
+  fleet?: FleetHub;
 }
 
 type Status = "ok" | "error";
@@ -127,7 +131,12 @@ export const HANDLERS: Record<CommandName, Handler> = {
     conn.reply.text(`OK killed ${name}`);
     return "ok";
   },
-  ls(ctx, conn) {
+  ls(ctx, conn, req) {
+    if (req.args[0] !== undefined) {
+      // `ls worker-1`: that node's own listing.
+      if (!ctx.fleet) throw new PythondError("no_node", `no node '${req.args[0]}' -- this daemon is not a hub (it has no --listen)`);
+      return ctx.fleet.target(req.args[0], req.args[0], `${req.args[0]}/`).relay(conn, req, "ls");
+    }
     const lines = ctx.registry.list().map((s) => {
       if (s.state === "alive") return `  ${s.name}: alive pid=${s.pid} (pty)`;
       if (s.state === "starting") return `  ${s.name}: starting`;
@@ -135,7 +144,22 @@ export const HANDLERS: Record<CommandName, Handler> = {
       return `  ${s.name}: dead (${s.reason ?? "reason unknown"})`;
     });
     lines.push(...ctx.proxies.list().map((p) => p.lsLine()));
+    if (ctx.fleet) lines.push(...ctx.fleet.registry.lsLines());
     conn.reply.text(lines.length ? lines.join("\n") : "(no sessions)");
+    return "ok";
+  },
+  nodes(ctx, conn, req) {
+    if (!ctx.fleet) {
+      conn.reply.text(req.opts.json ? "[]" : "(this daemon is not a hub: start it with --listen HOST:PORT)");
+      return "ok";
+    }
+    conn.reply.text(req.opts.json ? json(ctx.fleet.registry.json()) : ctx.fleet.registry.table());
+    return "ok";
+  },
+  "node-forget"(ctx, conn, req) {
+    const id = req.args[0]!;
+    if (!ctx.fleet?.forget(id)) throw new PythondError("no_node", `no node '${id}' is enrolled here`);
+    conn.reply.text(`OK forgot node ${id}`);
     return "ok";
   },
   attach: (ctx, conn, req) => attachSession(ctx, conn, req),
@@ -195,22 +219,41 @@ export async function handleFrame(ctx: DaemonContext, conn: ClientConn, text: st
   let status: Status = "error";
   let cmd = frame.cmd;
   if (frame.cmd !== "ls" && frame.args[0] && !frame.args[0].startsWith("--")) session = frame.args[0];
+  // `node/session`: logged as that session with the node beside it.
+  const split = splitTargetName(session);
+  const where: Record<string, string> = split.via !== undefined ? { node: loggableNode(split.via) } : {};
+  if (split.via !== undefined) session = split.session;
+  if (frame.cmd === "ls" && frame.args[0]) where.node = loggableNode(frame.args[0]);
   try {
     const req = toRequest(frame);
     cmd = req.cmd;
-    const spec = COMMANDS[req.cmd] as { callers?: readonly string[] };
+    const spec = COMMANDS[req.cmd] as CommandSpec;
     if (spec.callers && !spec.callers.includes(conn.caller)) {
       throw new PythondError("not_local", `${req.cmd} is only accepted on the local socket`);
     }
-    ctx.log.write("command", { conn_id: conn.id, peer: conn.peer, cmd, session: loggable(session), body_bytes: bodyBytes });
-    const remote = PROXIED.has(req.cmd) && ctx.proxies.get(req.args[0]!) !== undefined;
-    status = await (remote ? ctx.proxies.forward(conn, req, text) : HANDLERS[req.cmd](ctx, conn, req));
+    ctx.log.write("command", { conn_id: conn.id, peer: conn.peer, cmd, session: loggable(session), body_bytes: bodyBytes, ...where });
+    if (spec.target === "session" && split.via !== undefined) status = await viaNode(ctx, conn, req, spec, split.via, split.session);
+    else {
+      const remote = PROXIED.has(req.cmd) && ctx.proxies.get(req.args[0]!) !== undefined;
+      status = await (remote ? ctx.proxies.forward(conn, req, text) : HANDLERS[req.cmd](ctx, conn, req));
+    }
   } catch (e) {
     const err = PythondError.from(e);
     if (conn.open) conn.reply.text(err.toFrame());
     if (err.code === "unknown_command" || err.code === "usage") cmd = cmd.slice(0, 32);
   }
-  ctx.log.write("result", { conn_id: conn.id, peer: conn.peer, cmd, session: loggable(session), status, body_bytes: bodyBytes });
+  ctx.log.write("result", { conn_id: conn.id, peer: conn.peer, cmd, session: loggable(session), status, body_bytes: bodyBytes, ...where });
+}
+
+/** A session command for `node/session`: through the node's Target door the table names. */
+function viaNode(ctx: DaemonContext, conn: ClientConn, req: Request, spec: CommandSpec, via: string, session: string): Promise<Status> {
+  if (!ctx.fleet) throw new PythondError("no_node", `no node '${via}' -- this daemon is not a hub (start it with --listen HOST:PORT)`);
+  const t: Target = ctx.fleet.target(via, session, req.args[0]!);
+  return spec.via === "run" ? t.run(conn, req) : spec.via === "attach" ? t.attach(conn, req) : t.request(conn, req);
+}
+
+function loggableNode(id: string): string {
+  return /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(id) ? id : "invalid";
 }
 
 async function plainRun(ctx: DaemonContext, conn: ClientConn, text: string, name: string): Promise<void> {

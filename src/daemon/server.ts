@@ -34,6 +34,15 @@ export interface DaemonOptions {
   argv?: string[];
   /** TCP/TLS access (--listen, local TCP mode); see listen-tcp.ts. */
   remote?: RemoteOptions;
+  /** Fleet hub: seconds between heartbeats to each node (--heartbeat; default 10). */
+  heartbeat?: number;
+  /** The role name `pyctl restart` starts again with (default "daemon"; a node: "join"). */
+  role?: string;
+  /**
+   * A node (`pythond join`): called once the daemon serves; dials the hub. Its rejection (a
+   * refused first join) stops the daemon (sessions live on) and is thrown from runDaemon.
+   */
+  node?: (ctx: DaemonContext, nextConnId: () => number, say: (msg: string) => void) => Promise<{ close(): void }>;
 }
 
 export const DEFAULT_MAX_FRAME = 64 * 1024 * 1024 + 4096;
@@ -84,6 +93,14 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   }
   const log = new AccessLog(runtime);
   const proxies = new Proxies(runtime, log, say);
+  let fleet: import("../fleet/hub/hub.ts").FleetHub | undefined;
+  let node: { close(): void } | undefined;
+  if (remote && !remote.opts.localTcp) {
+    // Every daemon with a listener is a hub: nodes may join it (with a token from pyctl join-token).
+    const { FleetHub } = await import("../fleet/hub/hub.ts");
+    fleet = new FleetHub({ log, say, penalties: remote.penalties, heartbeat: opts.heartbeat });
+    remote.fleet = fleet;
+  }
   const marker = restartMarker(runtime);
   const registry = new Registry(runtime, (name, message) => {
     say(`session ${name}: ${message}`);
@@ -101,6 +118,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     if (keepSessions) registry.detachAll();
     else await registry.killAll();
     proxies.closeAll(!keepSessions);
+    node?.close();
+    fleet?.closeAll();
     remote?.stop();
     server.stop(true);
     lock.release();
@@ -118,11 +137,13 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     writeFileSync(marker, String(process.pid), { mode: 0o600 });
     registry.detachAll();
     proxies.closeAll(false);
+    node?.close();
+    fleet?.closeAll();
     remote?.stop();
     server.stop(true);
     lock.release();
     const compiled = Bun.main.startsWith("/$bunfs/") || Bun.main.startsWith("B:/~BUN/");
-    const cmd = [process.execPath, ...(compiled ? [] : [Bun.main]), "daemon", ...(opts.argv ?? [])];
+    const cmd = [process.execPath, ...(compiled ? [] : [Bun.main]), opts.role ?? "daemon", ...(opts.argv ?? [])];
     const next = Bun.spawn(cmd, { stdio: ["ignore", "inherit", "inherit"], detached: true, env: process.env });
     next.unref();
     process.exit(0);
@@ -134,6 +155,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     proxies,
     endpoints: remote?.endpoints ?? [],
     idleTimeout: opts.idleTimeout,
+    fleet,
     stop: (keep) => void setTimeout(() => void shutdown(keep), 10), // let the reply leave first
     restart: () => {
       // A client connecting from now on must find no daemon (and the marker: it then waits for the
@@ -216,7 +238,27 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   process.on("SIGINT", () => void shutdown(true));
   process.on("SIGHUP", () => void shutdown(true));
   rmSync(marker, { force: true });
+  if (fleet) {
+    const { raiseFdLimit, fdLimitMessage } = await import("../fleet/hub/fdlimit.ts");
+    const l = raiseFdLimit();
+    if (l) say(fdLimitMessage(l));
+  }
   say(`${VERSION} listening on ${sock} (pid ${process.pid})`);
+  if (opts.node) {
+    try {
+      node = await opts.node(ctx, () => nextConn++, say);
+    } catch (e) {
+      // A refused first join: end the daemon (sessions live on), then say why (the CLI prints it).
+      stopping = true;
+      registry.detachAll();
+      fleet?.closeAll();
+      remote?.stop();
+      server.stop(true);
+      lock.release();
+      flushAccessLogs();
+      throw e;
+    }
+  }
 }
 
 /**

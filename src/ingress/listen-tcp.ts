@@ -42,6 +42,16 @@ import {
   type RequestHead,
 } from "./bridge.ts";
 import type { ListenAddress, RemoteOptions } from "./remote-setup.ts";
+import type { AdoptedSocket, NodeSocketInfo } from "../fleet/hub/admit.ts";
+import { NODE_SUBPROTOCOL } from "../protocol/fleet.ts";
+
+/**
+ * The fleet hub, when this daemon is one (every daemon with a listener is): it takes the sockets
+ * of node links, which end in this process instead of going through the bridge (admit.ts says why).
+ */
+export interface NodeIngress {
+  adopt(socket: Socket<unknown>, key: string, early: Uint8Array[], info: NodeSocketInfo): AdoptedSocket;
+}
 
 const PREAUTH_MS = 10_000;
 const MAX_PREAUTH_PER_SOURCE = 64;
@@ -56,7 +66,9 @@ interface Conn {
   /** From the local TCP mode's listener (see fromBridge). */
   local: boolean;
   clientCert: string | null;
-  phase: "handshake" | "head" | "judging" | "piping" | "done";
+  phase: "handshake" | "head" | "judging" | "piping" | "node" | "done";
+  /** A node link handed to the fleet hub (src/fleet/hub/admit.ts): it gets the socket's events. */
+  node?: AdoptedSocket;
   /** The client's socket has closed. */
   closed: boolean;
   /** The daemon's first answer (101) has come back through the bridge. */
@@ -89,7 +101,9 @@ export interface ListenContext {
 export class RemoteAccess {
   readonly bridgeSecret = newToken();
   private listeners: TCPSocketListener<Conn>[] = [];
-  private readonly penalties = new Penalties();
+  readonly penalties = new Penalties();
+  /** Set by the daemon: node links go there. */
+  fleet?: NodeIngress;
   private readonly trusted = new TrustedClients();
   private preauth = new Map<string, number>();
   private daemonJson?: string;
@@ -204,6 +218,7 @@ export class RemoteAccess {
       },
       data: (s: ClientSocket, d: Uint8Array) => {
         const c = s.data;
+        if (c.phase === "node") return c.node!.data(d);
         if (c.phase === "piping" && c.toInner) return c.toInner.write(d);
         if (c.phase === "judging" || c.phase === "piping") {
           // sent before the upgrade was answered: kept (bounded) until the bridge is up
@@ -237,11 +252,12 @@ export class RemoteAccess {
         }
         void this.judge(ctx, s, buf.subarray(0, end).toString("latin1"), fail);
       },
-      drain: (s: ClientSocket) => s.data.toClient?.drain(),
+      drain: (s: ClientSocket) => (s.data.phase === "node" ? s.data.node!.drain() : s.data.toClient?.drain()),
       close: (s: ClientSocket) => {
         const c = s.data;
         if (!c) return;
         c.closed = true;
+        if (c.phase === "node") return c.node!.close();
         if (c.phase === "piping") c.toInner?.end();
         else fail(s, c.phase === "handshake" ? "closed_during_handshake" : "closed_before_request");
         this.finish(c);
@@ -256,7 +272,7 @@ export class RemoteAccess {
   private finish(c: Conn): void {
     if (c.timer) clearTimeout(c.timer);
     c.timer = undefined;
-    if (c.phase === "done" || c.phase === "piping") return;
+    if (c.phase === "done" || c.phase === "piping" || c.phase === "node") return;
     c.phase = "done";
     const n = (this.preauth.get(c.source) ?? 1) - 1;
     if (n <= 0) this.preauth.delete(c.source);
@@ -278,6 +294,22 @@ export class RemoteAccess {
     if (!isWebSocketUpgrade(h)) {
       fail(s, "not_websocket");
       return void s.end(httpResponse(426, "Upgrade Required", "pythond: WebSocket only\n"));
+    }
+    if (this.fleet && offers(h, NODE_SUBPROTOCOL)) {
+      // A node link: authenticated by the fleet hub (its key and id, or a join token), not by
+      // the daemon's token; the hub keeps the socket (one descriptor per node).
+      this.finish(c);
+      c.phase = "node";
+      const early = c.early;
+      c.early = [];
+      c.node = this.fleet.adopt(s as Socket<unknown>, h.headers.get("sec-websocket-key")!, early, {
+        connId: c.id,
+        peer: c.peer,
+        source: c.source,
+        tls: c.tls,
+        clientCert: c.clientCert,
+      });
+      return;
     }
     // The first 16 hex digits name the file in trusted_clients/, which is what an admin looks for.
     const certField: Record<string, string> = c.clientCert ? { client_cert: c.clientCert.replaceAll(":", "").slice(0, 16).toLowerCase() } : {};
@@ -349,4 +381,9 @@ export class RemoteAccess {
     for (const d of c.early) c.toInner.write(d);
     c.early = [];
   }
+}
+
+/** True when the client offered this WebSocket subprotocol. */
+function offers(h: RequestHead, protocol: string): boolean {
+  return (h.headers.get("sec-websocket-protocol") ?? "").split(",").some((p) => p.trim() === protocol);
 }

@@ -62,7 +62,7 @@ export const COMMANDS = {
   wait: { synopsis: "wait <name> <cell_id> [--timeout S]", min: 2, max: 2, valued: ["timeout"], target: "session", via: "run" },
   int: { synopsis: "int <name>", min: 1, max: 1, target: "session", via: "request" },
   kill: { synopsis: "kill <name>", min: 1, max: 1, target: "session", via: "request" },
-  ls: { synopsis: "ls", min: 0, max: 0 },
+  ls: { synopsis: "ls [node]", min: 0, max: 1 },
   status: { synopsis: "status <name>", min: 1, max: 1, target: "session", via: "request" },
   vars: { synopsis: "vars <name>", min: 1, max: 1, target: "session", via: "request" },
   complete: { synopsis: "complete <name> <text>", min: 1, max: -1, target: "session", via: "request" },
@@ -75,6 +75,9 @@ export const COMMANDS = {
   /** Remote proxies (src/proxy/proxy.ts): `<name>` then stands for the session of that name there, `<name>/<s>` for its session s. */
   connect: { synopsis: "connect <name> <host:port> <token> [--tls]", min: 3, max: 3, switches: ["tls"], callers: ["local"] },
   disconnect: { synopsis: "disconnect <name>", min: 1, max: 1, callers: ["local"] },
+  /** Fleet (src/fleet/hub): the hub's nodes; never asked by a hub of a node (node management). */
+  nodes: { synopsis: "nodes [--json]", min: 0, max: 0, switches: ["json"], callers: ["local", "remote"] },
+  "node-forget": { synopsis: "node-forget <id>", min: 1, max: 1, callers: ["local"] },
 } as const satisfies Record<string, CommandSpec>;
 
 export type CommandName = keyof typeof COMMANDS;

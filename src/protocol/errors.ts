@@ -24,6 +24,9 @@ export const ERROR_CODES = {
   not_local: "not_local",
   unknown_cell: "unknown_cell",
   timeout: "timeout",
+  /** Fleet: a name that is no node of this hub; a node that is offline. */
+  no_node: "no_node",
+  node_offline: "node_offline",
   // fleet: shell commands, files, shells, forwarding (src/fleet/)
   no_job: "no_job",
   no_shell: "no_shell",
