@@ -29,6 +29,18 @@ const HELP = `pysh ${VERSION} -- client for pythond sessions
 
 A session on a node of this hub is named node/session: pysh run worker-1/work "x".
 
+Nodes of this hub (shell commands, shells, files, tunnels):
+  pysh sh <node> [--timeout S] [--cwd DIR] [--env K=V]... [--detach] [--] <command...>
+                                                run a shell command there (exit: its exit code)
+  pysh sh --all | -l k=v[,k=v] [--max-concurrency N] [--fail-fast] [--json] [--] <command...>
+                                                ...on every matching node at once
+  pysh job <node> [<id>] [--wait | --kill] [--json]   a command's state and kept output (no id: list)
+  pysh shell <node> [--cwd DIR] [--linger S] | --attach <id> [--read-only] | --list
+                                                a login shell in a PTY there (Ctrl-] detaches)
+  pysh put <node> [-r] [--no-resume] <local|-> <remote>     copy there (SHA-256 checked, resumes)
+  pysh get <node> [-r] [--no-resume] <remote> <local|->     copy from there
+  pysh forward <node> [BIND:]LOCAL_PORT:HOST:PORT           like ssh -L, until Ctrl-C
+
 Environment: PYTHOND_SOCK (local socket), PYTHOND_HOST/PYTHOND_TOKEN/PYTHOND_TLS (remote daemon;
 its certificate must be pinned with pyctl pin), PYTHOND_CONNECT_TIMEOUT (seconds, default 10).
 `;
@@ -108,6 +120,9 @@ async function cellCommand(client: Client, cmd: "fire" | "fork", argv: string[])
   return 0;
 }
 
+/** Node commands (src/cli/fleet/): loaded only when used. */
+const FLEET: Record<string, true> = { sh: true, job: true, shell: true, put: true, get: true, forward: true };
+
 export async function main(argv: string[]): Promise<number> {
   const cmd = argv[0];
   if (!cmd || cmd === "--help" || cmd === "-h" || cmd === "help") {
@@ -117,6 +132,10 @@ export async function main(argv: string[]): Promise<number> {
   if (cmd === "--version" || cmd === "-V") {
     line(`pysh ${VERSION}`);
     return 0;
+  }
+  if (cmd in FLEET) {
+    const m = await import("./fleet/main.ts");
+    return m.fleetMain(cmd, argv.slice(1));
   }
   if (cmd === "attach") {
     const { attachMain } = await import("./attach.ts");

@@ -162,6 +162,14 @@ export const HANDLERS: Record<CommandName, Handler> = {
     conn.reply.text(`OK forgot node ${id}`);
     return "ok";
   },
+  async io(ctx, conn, req) {
+    const { hubIo } = await import("../fleet/io/hub-io.ts");
+    return hubIo(ctx.fleet, conn, req);
+  },
+  async fanout(ctx, conn, req) {
+    const { hubFanout } = await import("../fleet/io/fanout.ts");
+    return hubFanout(ctx.fleet, conn, req);
+  },
   attach: (ctx, conn, req) => attachSession(ctx, conn, req),
   detach: (ctx, conn) => detachSession(ctx, conn),
   resize: (ctx, conn, req) => resizeSession(ctx, conn, req),
@@ -223,7 +231,8 @@ export async function handleFrame(ctx: DaemonContext, conn: ClientConn, text: st
   const split = splitTargetName(session);
   const where: Record<string, string> = split.via !== undefined ? { node: loggableNode(split.via) } : {};
   if (split.via !== undefined) session = split.session;
-  if (frame.cmd === "ls" && frame.args[0]) where.node = loggableNode(frame.args[0]);
+  if ((frame.cmd === "ls" || frame.cmd === "io") && frame.args[0]) where.node = loggableNode(frame.args[0]);
+  if (frame.cmd === "io") session = "";
   try {
     const req = toRequest(frame);
     cmd = req.cmd;

@@ -78,6 +78,14 @@ export const COMMANDS = {
   /** Fleet (src/fleet/hub): the hub's nodes; never asked by a hub of a node (node management). */
   nodes: { synopsis: "nodes [--json]", min: 0, max: 0, switches: ["json"], callers: ["local", "remote"] },
   "node-forget": { synopsis: "node-forget <id>", min: 1, max: 1, callers: ["local"] },
+  /**
+   * Node services (src/protocol/fleet-io.ts): `io <node>\n<IoSpec JSON>` opens a tunnel to the
+   * node (`OK io`, then binary units both ways until the tunnel ends); `fanout` runs `sh` on every
+   * matching node from the hub (`--all` or `-l k=v,…`), JSON records back. Hub clients only: a
+   * node never relays further.
+   */
+  io: { synopsis: "io <node>\\n<spec JSON>", min: 1, max: 1, callers: ["local", "remote"] },
+  fanout: { synopsis: "fanout [--all] [--selector k=v,…] [--max-concurrency N] [--fail-fast]\\n<spec JSON>", min: 0, max: 0, valued: ["selector", "max-concurrency"], switches: ["all", "fail-fast"], callers: ["local", "remote"] },
 } as const satisfies Record<string, CommandSpec>;
 
 export type CommandName = keyof typeof COMMANDS;

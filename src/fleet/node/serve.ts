@@ -15,6 +15,8 @@ import type { ClientConn as ClientConnT } from "../../daemon/conn.ts";
 import type { Mux, Outgoing } from "../../link/mux.ts";
 import type { WorkerHeader } from "../../link/frame.ts";
 import { JournaledStream, RidLedger } from "../../link/resume.ts";
+import { IO_OP } from "../io/mux-pipe.ts";
+import { serveIo } from "../io/node-hook.ts";
 
 /** Unseen reply bytes a stream may hold (the run path stops acking the worker at 1 MiB). */
 const WINDOW = 1 << 20;
@@ -121,6 +123,8 @@ export class NodeServer {
         return this.open(mux, rid, Number(h.seen ?? 0), h.streaming === true, body);
       case "cancel":
         return; // for a stream already gone
+      case IO_OP:
+        return serveIo(mux, h); // node services (sh, job, shell, files, forward): src/fleet/io/
       default:
         if (h.rid !== undefined) mux.send({ op: "reply", rid, ok: false, code: "unknown_command", error: `a node does not serve ${String(h.op)}` });
     }

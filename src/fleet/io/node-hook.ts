@@ -1,0 +1,19 @@
+/**
+ * The node's door to its services: the node link's dispatcher (src/fleet/node/serve.ts) hands
+ * every `io` frame of the hub here. One NodeIo per node process: its jobs and shells belong to
+ * the node, not to a link, so they outlive a dropped link and are found again on the next one.
+ */
+import type { WorkerHeader } from "../../link/frame.ts";
+import type { Mux } from "../../link/mux.ts";
+import type { IoSpec } from "../../protocol/fleet-io.ts";
+import { servePipe } from "./mux-pipe.ts";
+import { NodeIo } from "./serve.ts";
+import { TunnelDuplex } from "./tunnel.ts";
+
+let nodeIo: NodeIo | undefined;
+
+export function serveIo(mux: Mux, h: WorkerHeader): void {
+  nodeIo ??= new NodeIo();
+  const io = new TunnelDuplex(servePipe(mux, Number(h.rid)));
+  void nodeIo.serve(h.spec as IoSpec, io);
+}
