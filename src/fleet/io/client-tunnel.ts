@@ -8,7 +8,7 @@ import { ReplyError } from "../../client/api.ts";
 import { PythondError } from "../../protocol/errors.ts";
 import type { IoSpec } from "../../protocol/fleet-io.ts";
 import { IO_OK } from "./hub-io.ts";
-import { TunnelDuplex, type Pipe } from "./tunnel.ts";
+import { TunnelDuplex, unitBytes, type Pipe } from "./tunnel.ts";
 
 export async function openTunnel(node: string, spec: IoSpec, opts: { client?: Client; window?: number } = {}): Promise<TunnelDuplex> {
   const client = opts.client ?? (await Client.open());
@@ -24,8 +24,8 @@ export async function openTunnel(node: string, spec: IoSpec, opts: { client?: Cl
   let onClose: (reason: string) => void = () => {};
   let closed = false;
   const pipe: Pipe = {
-    send: (u) => {
-      if (!closed) client.send(u);
+    send: (head, payload) => {
+      if (!closed) client.send(unitBytes(head, payload));
     },
     onUnit: (cb) => (onUnit = cb),
     onClose: (cb) => (onClose = cb),

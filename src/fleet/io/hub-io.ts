@@ -54,7 +54,7 @@ export async function hubIo(fleet: FleetHub | undefined, conn: ClientConn, req: 
     };
     conn.attached = {
       session: `io:${node}`,
-      input: (b) => pipe.send(b),
+      input: (b) => pipe.send([], b), // a whole unit from the client, passed on as it is
       detach: () => {
         pipe.close();
         end("ok");

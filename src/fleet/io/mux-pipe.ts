@@ -13,6 +13,19 @@ import type { Pipe } from "./tunnel.ts";
 export const IO_OP = "io";
 export const UNIT_OP = "u";
 
+/** A `u` frame (src/link/frame.ts layout) holding one unit, built with one copy of the payload. */
+export function unitFrame(header: Uint8Array, head: readonly number[], payload: Uint8Array | string = ""): Uint8Array {
+  const body = typeof payload === "string" ? Buffer.from(payload) : payload;
+  const total = 4 + header.length + head.length + body.length;
+  const f = Buffer.allocUnsafeSlow(4 + total);
+  f.writeUInt32BE(total, 0);
+  f.writeUInt32BE(header.length, 4);
+  f.set(header, 8);
+  f.set(head, 8 + header.length);
+  f.set(body, 8 + header.length + head.length);
+  return f;
+}
+
 /** The node's end of a tunnel the hub opened as stream `rid`. Call it while handling the `io` frame. */
 export function servePipe(mux: Mux, rid: number): Pipe {
   let onUnit: (u: Uint8Array) => void = () => {};
@@ -24,8 +37,11 @@ export function servePipe(mux: Mux, rid: number): Pipe {
     cancel: () => onClose("the client went away"),
     lost: (reason) => onClose(`link lost: ${reason}`),
   });
+  const header = Buffer.from(JSON.stringify({ op: UNIT_OP, rid }));
   return {
-    send: (u) => out.send(UNIT_OP, {}, u),
+    send: (head, payload) => {
+      if (!out.ended && !mux.closed) mux.sendFrame(unitFrame(header, head, payload));
+    },
     onUnit: (cb) => (onUnit = cb),
     onClose: (cb) => (onClose = cb),
     close: () => out.end(),
@@ -47,8 +63,11 @@ export function openPipe(mux: Mux, spec: IoSpec): Pipe {
     },
     lost: (reason) => onClose(`link lost: ${reason}`),
   });
+  const header = Buffer.from(JSON.stringify({ op: UNIT_OP, rid }));
   return {
-    send: (u) => mux.send({ op: UNIT_OP, rid }, u),
+    send: (head, payload) => {
+      if (!mux.closed) mux.sendFrame(unitFrame(header, head, payload));
+    },
     onUnit: (cb) => (onUnit = cb),
     onClose: (cb) => (onClose = cb),
     close: () => {

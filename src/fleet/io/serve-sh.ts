@@ -9,6 +9,7 @@ import type { IoSpec } from "../../protocol/fleet-io.ts";
 import type { Duplex } from "../duplex.ts";
 import type { Job } from "../exec/job.ts";
 import type { JobTable } from "../exec/table.ts";
+import { TunnelDuplex } from "./tunnel.ts";
 
 /** Biggest data message: keeps a frame small next to everything else on the link. */
 const PIECE = 256 << 10;
@@ -27,10 +28,13 @@ export async function sendError(io: Duplex, e: unknown): Promise<void> {
 async function sendOutput(io: Duplex, fd: 1 | 2, data: Uint8Array): Promise<void> {
   for (let at = 0; at < data.length; at += PIECE) {
     const piece = data.subarray(at, at + PIECE);
-    const m = new Uint8Array(1 + piece.length);
-    m[0] = fd;
-    m.set(piece, 1);
-    await io.send(m);
+    if (io instanceof TunnelDuplex) await io.sendTagged(fd, piece);
+    else {
+      const m = new Uint8Array(1 + piece.length);
+      m[0] = fd;
+      m.set(piece, 1);
+      await io.send(m);
+    }
   }
 }
 

@@ -18,7 +18,12 @@ import type { Duplex, Msg } from "../duplex.ts";
 
 /** What a tunnel runs on: a message pipe (a mux stream, a WebSocket after `OK io`). */
 export interface Pipe {
-  send(unit: Uint8Array): void;
+  /**
+   * Sends one unit: `head` (the kind byte, and for tagged data its tag) then `payload`. The pipe
+   * lays both out in its own wire form with one copy of the payload (bulk data is copied once
+   * on its way to the socket, not once per layer).
+   */
+  send(head: readonly number[], payload?: Uint8Array | string): void;
   onUnit(cb: (unit: Uint8Array) => void): void;
   /** The pipe itself went away (link lost, connection closed). */
   onClose(cb: (reason: string) => void): void;
@@ -34,16 +39,17 @@ const CLOSE = 3;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-function unit(kind: number, payload: Uint8Array | string = ""): Uint8Array {
+/** A unit as one buffer (pipes whose wire form is the unit itself: a client's WebSocket). */
+export function unitBytes(head: readonly number[], payload: Uint8Array | string = ""): Uint8Array {
   const body = typeof payload === "string" ? enc.encode(payload) : payload;
-  const u = new Uint8Array(1 + body.length);
-  u[0] = kind;
-  u.set(body, 1);
+  const u = new Uint8Array(head.length + body.length);
+  u.set(head, 0);
+  u.set(body, head.length);
   return u;
 }
 
 export class TunnelDuplex implements Duplex {
-  private queue: Msg[] = [];
+  private queue: { m: Msg; size: number }[] = [];
   private readers: ((m: Msg | null) => void)[] = [];
   private writers: { resolve(): void; reject(e: Error): void }[] = [];
   /** Bytes we sent the peer has not yet credited back. */
@@ -79,13 +85,13 @@ export class TunnelDuplex implements Duplex {
     if (r) {
       this.credit(payload.length);
       r(m);
-    } else this.queue.push(m);
+    } else this.queue.push({ m, size: payload.length });
   }
 
   private credit(n: number): void {
     this.consumed += n;
     if (this.consumed >= this.window / 4 && !this.closed && !this.peerClosed) {
-      this.pipe.send(unit(ACK, String(this.consumed)));
+      this.pipe.send([ACK], String(this.consumed));
       this.consumed = 0;
     }
   }
@@ -100,21 +106,33 @@ export class TunnelDuplex implements Duplex {
     if (this.closed) this.pipe.close();
   }
 
-  async send(m: Msg): Promise<void> {
+  send(m: Msg): Promise<void> {
+    if (typeof m === "string") {
+      const b = enc.encode(m);
+      return this.put([TEXT], b, b.length);
+    }
+    return this.put([DATA], m, m.length);
+  }
+
+  /** Data with a one-byte tag in front (sh output: the fd), without copying it to add the tag. */
+  sendTagged(tag: number, data: Uint8Array): Promise<void> {
+    return this.put([DATA, tag], data, data.length + 1);
+  }
+
+  private async put(head: number[], payload: Uint8Array, size: number): Promise<void> {
     if (this.closed) throw new PythondError("transfer_failed", "send after close");
     if (this.peerClosed) throw new PythondError("transfer_failed", this.why);
-    const u = typeof m === "string" ? unit(TEXT, m) : unit(DATA, m);
-    this.unacked += u.length - 1;
-    this.pipe.send(u);
+    this.unacked += size;
+    this.pipe.send(head, payload);
     if (this.unacked < this.window) return;
     await new Promise<void>((resolve, reject) => this.writers.push({ resolve, reject }));
   }
 
   async recv(): Promise<Msg | null> {
-    const m = this.queue.shift();
-    if (m !== undefined) {
-      this.credit(typeof m === "string" ? enc.encode(m).length : m.length);
-      return m;
+    const q = this.queue.shift();
+    if (q !== undefined) {
+      this.credit(q.size);
+      return q.m;
     }
     if (this.peerClosed || this.closed) return null;
     return new Promise((resolve) => this.readers.push(resolve));
@@ -124,7 +142,7 @@ export class TunnelDuplex implements Duplex {
   close(reason = ""): void {
     if (this.closed) return;
     this.closed = true;
-    if (!this.peerClosed) this.pipe.send(unit(CLOSE, reason));
+    if (!this.peerClosed) this.pipe.send([CLOSE], reason);
     for (const r of this.readers.splice(0)) r(null);
     if (this.peerClosed) this.pipe.close();
   }
