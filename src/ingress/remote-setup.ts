@@ -64,15 +64,9 @@ export async function prepareRemote(
   const t = opts.tokenFile ? loadOrCreateTokenFile(opts.tokenFile) : { token: newToken(), created: false };
   let cert: { certPem: string; keyPem: string; fingerprint: string; certPath: string } | undefined;
   if (addresses.some((a) => a.tls)) {
-    const { ensureOwnCertificate, missingSans, TlsError } = await import("../tls/index.ts");
-    let missing: string[];
-    try {
-      cert = await ensureOwnCertificate({ sans: opts.sans });
-      missing = missingSans(cert.certPem, opts.sans);
-    } catch (e) {
-      if (e instanceof TlsError) throw new PythondError(e.code === "tls_bad_san" ? "usage" : "io", e.message);
-      throw e;
-    }
+    const { ensureOwnCertificate, missingSans } = await import("../tls/index.ts");
+    cert = await ensureOwnCertificate({ sans: opts.sans }); // PythondError tls_* when it cannot
+    const missing = missingSans(cert.certPem, opts.sans);
     if (missing.length) {
       out.say(
         `note: ${cert.certPath} was made without --san ${missing.join(", ")}; --san applies when the certificate is ` +

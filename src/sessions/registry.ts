@@ -8,22 +8,11 @@
 import { readFileSync, unlinkSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { PythondError } from "../protocol/errors.ts";
+import type { WorkerRecord } from "../protocol/worker.ts";
 import { WorkerLink } from "../worker/link.ts";
 import { spawnWorker, workerPaths } from "../worker/spawn.ts";
 import { isAlive } from "../daemon/lock.ts";
 import { SparePool } from "./spare.ts";
-
-export interface WorkerRecord {
-  name: string;
-  pid: number;
-  pgid: number;
-  python: string;
-  created: string;
-  sock: string;
-  secret: string;
-  worker_protocol: number;
-  binary_version: string;
-}
 
 export interface Session {
   name: string;
