@@ -270,14 +270,14 @@ export class Proxies implements TargetSource {
   }
 
   /** `connect`: probe first (nothing changes if it fails), then replace any proxy of that name. */
-  async connect(registry: Registry, name: string, hostPortSpec: string, token: string, tls: boolean): Promise<RemoteProxy> {
+  async connect(registry: Registry, name: string, hostPortSpec: string, token: string, tls: boolean, dial?: Dial): Promise<RemoteProxy> {
     checkName(name);
     if (registry.has(name)) {
       throw new PythondError("session_exists", `session '${name}' already exists here (local); choose another name for the remote`);
     }
     const { host, port } = parseHostPort(hostPortSpec, "connect");
     const ep: RemoteEndpoint = { host, port, tls: decideTls(host, tls), token };
-    const proxy = new RemoteProxy(name, ep, this.say);
+    const proxy = new RemoteProxy(name, ep, this.say, dial);
     try {
       await proxy.links.probe();
     } catch (e) {

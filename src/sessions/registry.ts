@@ -88,6 +88,14 @@ export class Registry {
     }
   }
 
+  /** A session whose worker is already linked (unit tests link a fake worker over a memory pair). */
+  addLinked(name: string, link: WorkerLink, pid: number): Session {
+    const s: Session = { name, state: "alive", pid, link };
+    this.sessions.set(name, s);
+    this.watch(s);
+    return s;
+  }
+
   /** Adopts every live worker recorded in the runtime directory (daemon restart, upgrade). */
   async adoptAll(): Promise<void> {
     let files: string[] = [];
