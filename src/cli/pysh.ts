@@ -122,7 +122,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const fn = COMMANDS[cmd];
   if (!fn) {
-    errLine(`ERR unknown: ${cmd} (see pysh --help)`);
+    errLine(new PythondError("unknown_command", `unknown: ${cmd} (see pysh --help)`).toFrame());
     return 1;
   }
   let client: Client | undefined;

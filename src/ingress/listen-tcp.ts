@@ -41,7 +41,7 @@ import {
   rewriteHead,
   type RequestHead,
 } from "./bridge.ts";
-import type { ListenAddress, RemoteOptions } from "./remote-setup.ts";
+import type { ListenAddress, RemoteOptions } from "./types.ts";
 
 const PREAUTH_MS = 10_000;
 const MAX_PREAUTH_PER_SOURCE = 64;

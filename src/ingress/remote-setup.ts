@@ -9,31 +9,9 @@ import { DEFAULT_PORT, hostPort, isLoopback, splitHostPort } from "../protocol/e
 import { PythondError } from "../protocol/errors.ts";
 import { loadOrCreateTokenFile, newToken } from "./auth.ts";
 import { RemoteAccess } from "./listen-tcp.ts";
+import type { ListenAddress, RemoteOptions } from "./types.ts";
 
-/** Options of `pythond daemon` / `pyctl start` for TCP access. */
-export interface RemoteOptions {
-  /** `--listen` values, HOST:PORT (repeatable). */
-  listen: string[];
-  /** `--tls`: TLS even on loopback (non-loopback addresses always get TLS). */
-  tls: boolean;
-  /** `--show-token`: print the token and the certificate fingerprint on stderr. */
-  showToken: boolean;
-  /** `--token-file PATH`: keep the token there across restarts (0600). */
-  tokenFile?: string;
-  /** `--san`: extra subjectAltNames, used when the certificate is first generated. */
-  sans: string[];
-  /** Local TCP mode (Windows; PYTHOND_LOCAL_TCP=1 elsewhere): loopback TCP + token + daemon.json. */
-  localTcp: boolean;
-}
-
-export interface ListenAddress {
-  host: string;
-  port: number;
-  loopback: boolean;
-  tls: boolean;
-  /** The local TCP mode's listener: its clients count as local (see RemoteAccess.fromBridge). */
-  local?: boolean;
-}
+export type { ListenAddress, RemoteOptions } from "./types.ts";
 
 /** Parses HOST:PORT, [V6]:PORT or HOST (port PYTHOND_PORT or 7984; empty host: all); decides TLS. */
 export function parseListen(spec: string, forceTls: boolean): ListenAddress {

@@ -81,3 +81,14 @@ export function plainError(text: string, codes: boolean): string {
 export function endsDetached(text: string, codes: boolean): boolean {
   return text === ATTACH.detached || (isError(text) && parseError(text, codes).message.startsWith("detached"));
 }
+
+/**
+ * The one text frame a TCP/TLS client gets when the listener refuses it (then close 1008), in
+ * every subprotocol the same: terse on purpose (REFERENCE), the client explains (client/remote.ts).
+ */
+export const AUTH_REJECTION = {
+  plain: "ERR auth failed",
+  certRequired: "ERR auth failed: client certificate required",
+  certUntrusted: "ERR auth failed: client certificate not trusted",
+  tooMany: "ERR auth failed: too many failed attempts from this address; retry later",
+} as const;

@@ -21,6 +21,7 @@ import { endpointLabel, type RemoteEndpoint } from "../client/remote.ts";
 import type { Message } from "../client/connect.ts";
 import { hostPort } from "../protocol/endpoint.ts";
 import { PythondError } from "../protocol/errors.ts";
+import { parseError } from "../protocol/replies.ts";
 import { LINK_SUBPROTOCOL } from "../protocol/version.ts";
 
 const MAX_IDLE = 4;
@@ -95,7 +96,7 @@ export class ProxyLink {
       mux.close("hello failed");
       const why = rejection;
       if (why !== undefined) {
-        const text = why.startsWith("ERR ") ? why.slice(4) : why;
+        const text = parseError(why, false).message;
         if (text.startsWith("auth failed") && !text.includes("too many")) {
           this.state = { kind: "rejected", reason: text };
           throw new PythondError("auth_failed", text);

@@ -39,7 +39,7 @@ export async function attach(name: string, opts: AttachOptions): Promise<AttachO
     const args = opts.readOnly ? [name, "--read-only"] : [name, String(size.rows), String(size.cols)];
     client.send(buildFrame("attach", args));
     const first = await client.nextText();
-    if (first !== ATTACH.attached) throw new ReplyError(isError(first) ? first : `ERR ${first}`, client.codes);
+    if (first !== ATTACH.attached) throw new ReplyError(isError(first) ? first : new PythondError("internal", first).toFrame(), client.codes);
     term.enterRaw(); // before the banner: a key typed once the banner shows must reach the session
     opts.attached?.();
 

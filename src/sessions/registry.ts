@@ -11,7 +11,7 @@ import { PythondError } from "../protocol/errors.ts";
 import type { WorkerRecord } from "../protocol/worker.ts";
 import { WorkerLink } from "../worker/link.ts";
 import { spawnWorker, workerPaths } from "../worker/spawn.ts";
-import { isAlive } from "../daemon/lock.ts";
+import { isAlive } from "./alive.ts";
 import { SparePool } from "./spare.ts";
 
 export interface Session {
