@@ -31,5 +31,3 @@ export function chooseSubprotocol(offered: readonly string[]): string {
   for (const p of SUBPROTOCOLS) if (offered.includes(p)) return p;
   return "";
 }
-
-export { WORKER_PROTOCOL } from "./worker.ts";

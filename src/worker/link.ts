@@ -14,7 +14,7 @@ import type { Channel } from "../link/channel.ts";
 import { idCounter, Mux } from "../link/mux.ts";
 import { UnixChannel } from "../link/unix.ts";
 import { PythondError } from "../protocol/errors.ts";
-import { WORKER_PROTOCOL } from "../protocol/version.ts";
+import { WORKER_PROTOCOL } from "../protocol/worker.ts";
 
 export interface RunHandlers {
   start(cellId: string): void;
