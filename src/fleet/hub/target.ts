@@ -52,7 +52,7 @@ export class NodeTarget implements Target {
   relay(conn: ClientConn, req: Request, frame = frameFor(req, this.session)): Promise<Status> {
     return new Promise((resolve, reject) => {
       let last = "";
-      const s = this.port.start(frame, conn.streaming, {
+      const s = this.port.start(frame, conn.replyProtocol, {
         text: (t) => {
           last = t;
           if (conn.open) conn.reply.text(t);
@@ -102,7 +102,7 @@ export class NodeTarget implements Target {
           s.input("t", "detach");
         },
       };
-      const s = this.port.start(frameFor(req, this.session), conn.streaming, {
+      const s = this.port.start(frameFor(req, this.session), conn.replyProtocol, {
         text: (t) => {
           if (phase === "opening") {
             if (conn.open) conn.reply.text(t);

@@ -23,7 +23,7 @@ const ORPHAN_MS = Number(process.env.PYTHOND_NODE_ORPHAN_AFTER || 900) * 1000;
 
 export interface NodeDispatch {
   /** A connection of this daemon for one hub request. */
-  conn(id: number, streaming: boolean, reply: ClientConnT["reply"], onIdle: () => void): ClientConnT;
+  conn(id: number, protocol: string, reply: ClientConnT["reply"], onIdle: () => void): ClientConnT;
   /** Sessions on this node (heartbeat answer). */
   sessions(): number;
 }
@@ -37,7 +37,7 @@ class NodeStream {
   constructor(
     readonly rid: number,
     private readonly server: NodeServer,
-    streaming: boolean,
+    protocol: string,
     dispatch: NodeDispatch,
   ) {
     this.journal = new JournaledStream(rid);
@@ -51,7 +51,7 @@ class NodeStream {
         return !j.ended;
       },
     };
-    this.conn = dispatch.conn(rid, streaming, reply, () => {
+    this.conn = dispatch.conn(rid, protocol, reply, () => {
       this.inFlight--;
       // A command is answered: the stream ends unless an attachment goes on (then detach ends it).
       if (this.inFlight === 0 && !this.conn.attached) this.end();
@@ -118,7 +118,7 @@ export class NodeServer {
         return mux.send({ op: "reply", rid, ok: true, sessions: this.dispatch.sessions() });
       case "cmd":
       case "resume":
-        return this.open(mux, rid, Number(h.seen ?? 0), h.streaming === true, body);
+        return this.open(mux, rid, Number(h.seen ?? 0), String(h.protocol ?? ""), body);
       case "cancel":
         return; // for a stream already gone
       default:
@@ -127,7 +127,7 @@ export class NodeServer {
   }
 
   /** Starts (first time) or resumes (the same rid again) a stream on this link. */
-  private open(mux: Mux, rid: number, seen: number, streaming: boolean, body: Uint8Array): void {
+  private open(mux: Mux, rid: number, seen: number, protocol: string, body: Uint8Array): void {
     let s = this.ledger.get(rid);
     const fresh = !s;
     if (!s) {
@@ -137,7 +137,7 @@ export class NodeServer {
         out.send("t", { seq: Number.MAX_SAFE_INTEGER - 1 }, `ERR internal: request ${rid} was answered already`);
         return out.end({ seq: Number.MAX_SAFE_INTEGER });
       }
-      s = new NodeStream(rid, this, streaming, this.dispatch);
+      s = new NodeStream(rid, this, protocol, this.dispatch);
       this.ledger.start(rid, s);
     }
     const stream = s;
