@@ -15,6 +15,9 @@ import type { ClientConn as ClientConnT } from "../../daemon/conn.ts";
 import type { Mux, Outgoing } from "../../link/mux.ts";
 import type { WorkerHeader } from "../../link/frame.ts";
 import { JournaledStream, RidLedger } from "../../link/resume.ts";
+import { PythondError } from "../../protocol/errors.ts";
+import { errReply } from "../../protocol/replies.ts";
+import { SUBPROTOCOL_CODES } from "../../protocol/version.ts";
 
 /** Unseen reply bytes a stream may hold (the run path stops acking the worker at 1 MiB). */
 const WINDOW = 1 << 20;
@@ -134,7 +137,7 @@ export class NodeServer {
       if (this.ledger.wasDone(rid)) {
         // Answered and seen before (or cancelled): never run twice.
         const out = mux.serve(rid, {});
-        out.send("t", { seq: Number.MAX_SAFE_INTEGER - 1 }, `ERR internal: request ${rid} was answered already`);
+        out.send("t", { seq: Number.MAX_SAFE_INTEGER - 1 }, errReply(new PythondError("internal", `request ${rid} was answered already`), protocol === SUBPROTOCOL_CODES));
         return out.end({ seq: Number.MAX_SAFE_INTEGER });
       }
       s = new NodeStream(rid, this, protocol, this.dispatch);
