@@ -6,6 +6,7 @@ import { defineCommand } from "citty";
 import { request } from "../client/api.ts";
 import { Client } from "../client/connect.ts";
 import { PythondError } from "../protocol/errors.ts";
+import { okReply } from "../protocol/replies.ts";
 import { checkNodeId, parseLabels } from "../protocol/fleet.ts";
 import { allValues } from "./pyctl-remote.ts";
 import { line } from "./out.ts";
@@ -93,7 +94,7 @@ const forget = defineCommand({
     if (reply !== null) return line(reply);
     const { forgetOnDisk } = await import("../fleet/hub/bindings.ts");
     if (!forgetOnDisk(args.id)) throw new PythondError("no_node", `no node '${args.id}' is enrolled here`);
-    line(`OK forgot node ${args.id}`);
+    line(okReply(`forgot node ${args.id}`));
   },
 });
 

@@ -126,7 +126,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof ReplyError) errLine(e.reply);
     else if (e instanceof PythondError) errLine(e.toFrame());
-    else errLine(`ERR ${(e as Error).message}`);
+    else errLine(PythondError.from(e).toFrame());
     return 1;
   }
 }

@@ -6,6 +6,7 @@
 import { Client } from "../client/connect.ts";
 import { request, runStreaming, ReplyError } from "../client/api.ts";
 import { PythondError } from "../protocol/errors.ts";
+import { encodePathArg } from "../protocol/frame.ts";
 import { VERSION } from "../protocol/version.ts";
 import { parseCodeArgs, resolveCode } from "./code-arg.ts";
 import { errLine, line, OutputStream } from "./out.ts";
@@ -85,9 +86,9 @@ const COMMANDS: Record<string, Command> = {
     const a = parseCodeArgs(argv, 1, ["python", "idle-timeout"], ["replace"]);
     if (!a.positional[0]) throw new PythondError("usage", "usage: pysh new <name> [--replace] [--python PATH]");
     // Paths travel percent-encoded: the command line of a frame is split on spaces.
-    const args = [a.positional[0], "--cwd", encodeURIComponent(process.cwd())];
+    const args = [a.positional[0], "--cwd", encodePathArg(process.cwd())];
     if (a.opts.replace) args.push("--replace");
-    if (typeof a.opts.python === "string") args.push("--python", encodeURIComponent(a.opts.python));
+    if (typeof a.opts.python === "string") args.push("--python", encodePathArg(a.opts.python));
     if (typeof a.opts["idle-timeout"] === "string") args.push("--idle-timeout", a.opts["idle-timeout"]);
     if (a.code !== null) args.push(...a.code.split(" ")); // extra words: let the daemon refuse them
     return simple(client, "new", args);
@@ -143,7 +144,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const fn = COMMANDS[cmd];
   if (!fn) {
-    errLine(`ERR unknown: ${cmd} (see pysh --help)`);
+    errLine(new PythondError("unknown_command", `unknown: ${cmd} (see pysh --help)`).toFrame());
     return 1;
   }
   let client: Client | undefined;

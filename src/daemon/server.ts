@@ -13,15 +13,17 @@ import { rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { ServerWebSocket } from "bun";
 import { PythondError } from "../protocol/errors.ts";
-import { SUBPROTOCOL, SUBPROTOCOL_LEGACY, VERSION } from "../protocol/version.ts";
+import { chooseSubprotocol, LINK_SUBPROTOCOL, VERSION } from "../protocol/version.ts";
+import { ServerWsChannel } from "../link/ws.ts";
 import { ensurePrivateDir, restartMarker, runtimeDir } from "../paths.ts";
 import { AccessLog, flushAccessLogs } from "./access-log.ts";
 import { ClientConn } from "./conn.ts";
-import { handleFrame, runSession, type DaemonContext } from "./dispatch.ts";
+import { router, type DaemonContext } from "./dispatch.ts";
 import type { RemoteAccess } from "../ingress/listen-tcp.ts";
 import type { RemoteOptions } from "../ingress/remote-setup.ts";
 import { acquireStartLock } from "./lock.ts";
 import { Proxies } from "../proxy/proxy.ts";
+import { serveLink } from "../proxy/serve.ts";
 import { Registry } from "../sessions/registry.ts";
 
 export interface DaemonOptions {
@@ -47,8 +49,11 @@ export interface DaemonOptions {
 
 export const DEFAULT_MAX_FRAME = 64 * 1024 * 1024 + 4096;
 
-/** `caller`, `peer` and `connId` come from the TCP/TLS bridge for remote clients (listen-tcp.ts). */
-type WSData = { conn?: ClientConn; streaming: boolean; peer: string; caller: "local" | "remote"; connId?: number };
+/**
+ * `caller`, `peer` and `connId` come from the TCP/TLS bridge for remote clients (listen-tcp.ts).
+ * A client connection has `conn`; a proxy's link (pythond.link.1) has `link` (src/proxy/serve.ts).
+ */
+type WSData = { conn?: ClientConn; link?: ServerWsChannel<WSData>; protocol: string; peer: string; caller: "local" | "remote"; connId?: number };
 type WS = ServerWebSocket<WSData>;
 
 function say(msg: string): void {
@@ -153,6 +158,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     log,
     socket: sock,
     proxies,
+    sources: fleet ? [proxies, fleet] : [proxies],
     endpoints: remote?.endpoints ?? [],
     idleTimeout: opts.idleTimeout,
     fleet,
@@ -167,6 +173,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     },
   };
 
+  const route = router(ctx);
   await registry.adoptAll(); // before listening, so the first `ls` already shows them
   proxies.adoptAll(registry);
   const maxFrame = opts.maxFrame ?? DEFAULT_MAX_FRAME;
@@ -176,11 +183,11 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       unix: sock,
       fetch(req, srv) {
         const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",").map((s) => s.trim());
-        const chosen = offered.includes(SUBPROTOCOL) ? SUBPROTOCOL : offered.includes(SUBPROTOCOL_LEGACY) ? SUBPROTOCOL_LEGACY : "";
+        const chosen = chooseSubprotocol(offered);
         const headers = chosen ? { "Sec-WebSocket-Protocol": chosen } : undefined;
         const bridged = remote?.fromBridge(req);
         const who = bridged ?? { peer: "", caller: "local" as const };
-        if (srv.upgrade(req, { data: { streaming: chosen === SUBPROTOCOL, ...who }, headers })) return undefined;
+        if (srv.upgrade(req, { data: { protocol: chosen, ...who }, headers })) return undefined;
         return new Response(`pythond ${VERSION}: WebSocket only\n`, { status: 426 });
       },
       websocket: {
@@ -190,31 +197,37 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
         idleTimeout: 120,
         sendPings: true,
         open(ws: WS) {
-          const conn = new ClientConn(
-            ws.data.connId ?? nextConn++,
-            ws.data.peer,
-            ws.data.caller,
-            ws.data.streaming,
-            wsReply(ws),
-            (c, f, runs) => handleFrame(ctx, c, f, runs),
-            (f) => runSession(ctx, f),
-          );
+          const id = ws.data.connId ?? nextConn++;
+          if (ws.data.protocol === LINK_SUBPROTOCOL) {
+            const link = (ws.data.link = new ServerWsChannel(ws));
+            serveLink(link, { peer: ws.data.peer, caller: ws.data.caller, nextConnId: () => nextConn++, log, router: route });
+            log.write("connect", { conn_id: id, peer: ws.data.peer });
+            return;
+          }
+          const conn = new ClientConn(id, ws.data.peer, ws.data.caller, ws.data.protocol, wsReply(ws), route);
           ws.data.conn = conn;
           log.write("connect", { conn_id: conn.id, peer: conn.peer });
         },
         message(ws: WS, msg) {
+          if (ws.data.link) return ws.data.link.deliver(msg);
           const conn = ws.data.conn!;
           if (typeof msg === "string") {
             conn.enqueue(msg);
             return;
           }
           if (conn.attached) conn.attached.input(msg);
-          else conn.reply.text(new PythondError("binary_frame", "binary frames are only accepted while attached").toFrame());
+          else conn.reply.text(new PythondError("binary_frame", "binary frames are only accepted while attached").toFrame(conn.codes));
         },
         drain(ws: WS) {
+          ws.data.link?.drained();
           ws.data.conn?.drained();
         },
-        close(ws: WS) {
+        close(ws: WS, code, reason) {
+          if (ws.data.link) {
+            ws.data.link.closed(reason || `connection closed (code ${code})`);
+            log.write("disconnect", { conn_id: ws.data.connId ?? 0, peer: ws.data.peer });
+            return;
+          }
           const conn = ws.data.conn;
           if (!conn) return;
           conn.closed();

@@ -19,6 +19,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node
 import { dirname } from "node:path";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { PythondError } from "../protocol/errors.ts";
+import { AUTH_REJECTION } from "../protocol/replies.ts";
 import { writeFileAtomic } from "../tls/files.ts";
 import { fingerprintOfPem } from "../tls/pem.ts";
 import { listTrustedClients, tlsDir } from "../tls/index.ts";
@@ -222,13 +223,13 @@ export type Verdict = { ok: true; method: "token" | "token_mtls" } | { ok: false
 export function rejectionFrame(reason: AuthReason | "too_many_failures"): string {
   switch (reason) {
     case "client_cert_missing":
-      return "ERR auth failed: client certificate required";
+      return AUTH_REJECTION.certRequired;
     case "client_cert_untrusted":
-      return "ERR auth failed: client certificate not trusted";
+      return AUTH_REJECTION.certUntrusted;
     case "too_many_failures":
-      return "ERR auth failed: too many failed attempts from this address; retry later";
+      return AUTH_REJECTION.tooMany;
     default:
-      return "ERR auth failed";
+      return AUTH_REJECTION.plain;
   }
 }
 

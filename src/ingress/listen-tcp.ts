@@ -24,7 +24,7 @@ import type { Socket, TCPSocketListener } from "bun";
 import { runtimeDir } from "../paths.ts";
 import { hostPort } from "../protocol/endpoint.ts";
 import { PythondError } from "../protocol/errors.ts";
-import { SUBPROTOCOL, SUBPROTOCOL_LEGACY } from "../protocol/version.ts";
+import { SUBPROTOCOLS } from "../protocol/version.ts";
 import { writeFileAtomic } from "../tls/files.ts";
 import { fingerprintOfPem } from "../tls/pem.ts";
 import type { AccessLog } from "../daemon/access-log.ts";
@@ -41,7 +41,7 @@ import {
   rewriteHead,
   type RequestHead,
 } from "./bridge.ts";
-import type { ListenAddress, RemoteOptions } from "./remote-setup.ts";
+import type { ListenAddress, RemoteOptions } from "./types.ts";
 import type { AdoptedSocket, NodeSocketInfo } from "../fleet/hub/admit.ts";
 import { NODE_SUBPROTOCOL } from "../protocol/fleet.ts";
 
@@ -56,7 +56,7 @@ export interface NodeIngress {
 const PREAUTH_MS = 10_000;
 const MAX_PREAUTH_PER_SOURCE = 64;
 const MAX_EARLY = 64 * 1024;
-const PROTOCOLS = [SUBPROTOCOL, SUBPROTOCOL_LEGACY];
+const PROTOCOLS = SUBPROTOCOLS;
 
 interface Conn {
   id: number;

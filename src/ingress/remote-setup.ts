@@ -9,31 +9,9 @@ import { DEFAULT_PORT, hostPort, isLoopback, splitHostPort } from "../protocol/e
 import { PythondError } from "../protocol/errors.ts";
 import { loadOrCreateTokenFile, newToken } from "./auth.ts";
 import { RemoteAccess } from "./listen-tcp.ts";
+import type { ListenAddress, RemoteOptions } from "./types.ts";
 
-/** Options of `pythond daemon` / `pyctl start` for TCP access. */
-export interface RemoteOptions {
-  /** `--listen` values, HOST:PORT (repeatable). */
-  listen: string[];
-  /** `--tls`: TLS even on loopback (non-loopback addresses always get TLS). */
-  tls: boolean;
-  /** `--show-token`: print the token and the certificate fingerprint on stderr. */
-  showToken: boolean;
-  /** `--token-file PATH`: keep the token there across restarts (0600). */
-  tokenFile?: string;
-  /** `--san`: extra subjectAltNames, used when the certificate is first generated. */
-  sans: string[];
-  /** Local TCP mode (Windows; PYTHOND_LOCAL_TCP=1 elsewhere): loopback TCP + token + daemon.json. */
-  localTcp: boolean;
-}
-
-export interface ListenAddress {
-  host: string;
-  port: number;
-  loopback: boolean;
-  tls: boolean;
-  /** The local TCP mode's listener: its clients count as local (see RemoteAccess.fromBridge). */
-  local?: boolean;
-}
+export type { ListenAddress, RemoteOptions } from "./types.ts";
 
 /** Parses HOST:PORT, [V6]:PORT or HOST (port PYTHOND_PORT or 7984; empty host: all); decides TLS. */
 export function parseListen(spec: string, forceTls: boolean): ListenAddress {
@@ -64,15 +42,9 @@ export async function prepareRemote(
   const t = opts.tokenFile ? loadOrCreateTokenFile(opts.tokenFile) : { token: newToken(), created: false };
   let cert: { certPem: string; keyPem: string; fingerprint: string; certPath: string } | undefined;
   if (addresses.some((a) => a.tls)) {
-    const { ensureOwnCertificate, missingSans, TlsError } = await import("../tls/index.ts");
-    let missing: string[];
-    try {
-      cert = await ensureOwnCertificate({ sans: opts.sans });
-      missing = missingSans(cert.certPem, opts.sans);
-    } catch (e) {
-      if (e instanceof TlsError) throw new PythondError(e.code === "tls_bad_san" ? "usage" : "io", e.message);
-      throw e;
-    }
+    const { ensureOwnCertificate, missingSans } = await import("../tls/index.ts");
+    cert = await ensureOwnCertificate({ sans: opts.sans }); // PythondError tls_* when it cannot
+    const missing = missingSans(cert.certPem, opts.sans);
     if (missing.length) {
       out.say(
         `note: ${cert.certPath} was made without --san ${missing.join(", ")}; --san applies when the certificate is ` +

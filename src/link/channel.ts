@@ -5,8 +5,8 @@
  *
  *   send(data)        text (string) or binary (Uint8Array) message; never throws: after close it
  *                     is dropped (the close handler has said, or will say, why)
- *   onMessage(cb)     the one receiver of incoming messages, in order (set it before any arrive:
- *                     adapters hold nothing back)
+ *   onMessage(cb)     the one receiver of incoming messages, in order (what arrived before it
+ *                     was set is kept and handed to it first)
  *   onDrain(cb)       called when buffered() has gone down after a send could not leave at once
  *   onClose(cb)       called once, with a reason, whichever side closed
  *   buffered()        bytes accepted by send() and not yet handed to the operating system
@@ -31,7 +31,8 @@ export interface Channel {
 
 /** The handler plumbing every adapter shares: one receiver, drain and close lists, close once. */
 export abstract class BaseChannel implements Channel {
-  protected receive: (data: Message) => void = () => {};
+  private receive?: (data: Message) => void;
+  private early: Message[] = [];
   private drainCbs: Array<() => void> = [];
   private closeCbs: Array<(reason: string) => void> = [];
   private closedWith?: string;
@@ -47,6 +48,9 @@ export abstract class BaseChannel implements Channel {
 
   onMessage(cb: (data: Message) => void): void {
     this.receive = cb;
+    const early = this.early;
+    this.early = [];
+    for (const m of early) cb(m);
   }
 
   onDrain(cb: () => void): void {
@@ -81,7 +85,9 @@ export abstract class BaseChannel implements Channel {
 
   /** A message arrived. */
   deliver(data: Message): void {
-    if (this.closedWith === undefined) this.receive(data);
+    if (this.closedWith !== undefined) return;
+    if (this.receive) this.receive(data);
+    else this.early.push(data);
   }
 }
 

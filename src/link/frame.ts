@@ -9,11 +9,9 @@
  *   FrameSplitter.push(chunk) -> whole frames (stream channels);  decodeFrame(frame) -> {header, body}
  *   WorkerFrameReader.push(chunk) -> [{header, body}] (the two above in one, for tests and tools)
  */
-export interface WorkerHeader {
-  op: string;
-  rid?: number;
-  [key: string]: unknown;
-}
+import type { WorkerHeader } from "../protocol/worker.ts";
+
+export type { WorkerHeader };
 
 export function encodeWorkerFrame(header: WorkerHeader, body?: Uint8Array | string): Uint8Array {
   return encodeWorkerJson(JSON.stringify(header), body);

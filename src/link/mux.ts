@@ -27,9 +27,9 @@
  *                                         its cancel to handlers.cancel, a lost link to handlers.lost
  *
  * Both sides
- *   heartbeat(everyMs, missed = 3)     ping every everyMs; no frame at all from the peer for
- *                                         missed * everyMs closes the link (a half-open TCP link,
- *                                         a frozen host); pings are answered automatically
+ *   heartbeat(everyMs, missed = 3)     ping every everyMs; no frame at all from the peer during
+ *                                         `missed` ticks in a row closes the link (a half-open TCP
+ *                                         link, a frozen host); pings are answered automatically
  *   onClosed(cb), close(reason), closed
  *   ids                                (option) where request ids come from: one counter shared by
  *                                         several links to one peer (the worker's two lanes)
@@ -89,7 +89,8 @@ export class Mux {
   private closeHandlers: Array<(reason: string) => void> = [];
   private readonly endOps: ReadonlySet<string>;
   private readonly ids: { next(): number };
-  private lastRx = Date.now();
+  /** Something came from the peer since the last heartbeat tick. */
+  private heard = true;
   private beat?: ReturnType<typeof setInterval>;
   closed = false;
   closeReason = "";
@@ -167,12 +168,15 @@ export class Mux {
 
   heartbeat(everyMs: number, missed = 3): void {
     if (this.beat) clearInterval(this.beat);
-    this.lastRx = Date.now();
+    this.heard = true;
+    let silent = 0;
+    // Counted in ticks, not wall time: a tick that comes late (a busy or stopped event loop here)
+    // counts once, so only the peer's silence, never our own stall, ends the link.
     this.beat = setInterval(() => {
       if (this.closed) return clearInterval(this.beat);
-      if (Date.now() - this.lastRx > everyMs * missed) {
-        return this.close(`no answer to ${missed} heartbeats (${(everyMs * missed) / 1000}s)`);
-      }
+      silent = this.heard ? 0 : silent + 1;
+      this.heard = false;
+      if (silent >= missed) return this.close(`no answer to ${missed} heartbeats (${(everyMs * missed) / 1000}s)`);
       this.send({ op: "ping" });
     }, everyMs);
   }
@@ -187,7 +191,7 @@ export class Mux {
   }
 
   private receive(m: Message): void {
-    this.lastRx = Date.now();
+    this.heard = true;
     if (typeof m === "string") {
       if (this.opts.onText) this.opts.onText(m);
       else this.close(m);

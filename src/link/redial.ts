@@ -7,6 +7,7 @@
  *   r.get()            the link if up; else one dial at once (a peer that is back is used
  *                      immediately), its error thrown when that fails (the redial goes on)
  *   r.current          the link if up
+ *   retry()            (option) false: stop redialing after a failure (get() still dials)
  *   r.retryAfter(ms)   the peer asked us to wait (a hub under a reconnect storm): the next attempt
  *                      waits at least that long
  *   r.close()          no more dialing; closes the link
@@ -24,6 +25,8 @@ export interface RedialOptions {
   onUp?(link: Mux): void;
   /** A dial failed, or the link went; `error` is why. */
   onDown?(error: Error): void;
+  /** Whether to go on redialing after a failure (a rejected token: no); get() dials regardless. */
+  retry?(): boolean;
   /** Random in [0, 1): injectable for tests. */
   random?(): number;
 }
@@ -105,6 +108,7 @@ export class Redialer {
 
   private schedule(): void {
     if (!this.started || this.stopped || this.timer || this.dialing || (this.current && !this.current.closed)) return;
+    if (this.opts.retry && !this.opts.retry()) return;
     const base = this.opts.baseMs ?? 500;
     const cap = this.opts.capMs ?? 30_000;
     const delay = Math.max(backoffDelay(this.attempt, base, cap, this.opts.random), this.notBefore - Date.now());

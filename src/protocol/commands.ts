@@ -55,9 +55,9 @@ export const COMMANDS = {
     target: "session",
     via: "request",
   },
-  run: { synopsis: "run <name>\\n<code>", min: 1, max: 1, valued: ["timeout"], target: "session", via: "run" },
-  fire: { synopsis: "fire <name>\\n<code>", min: 1, max: 1, target: "session", via: "request" },
-  fork: { synopsis: "fork <name>\\n<code>", min: 1, max: 1, target: "session", via: "request" },
+  run: { synopsis: "run <name>\\n<code>", min: 1, max: 2, valued: ["timeout"], target: "session", via: "run" },
+  fire: { synopsis: "fire <name>\\n<code>", min: 1, max: 2, target: "session", via: "request" },
+  fork: { synopsis: "fork <name>\\n<code>", min: 1, max: 2, target: "session", via: "request" },
   poll: { synopsis: "poll <name> [cell_id]", min: 1, max: 2, target: "session", via: "request" },
   wait: { synopsis: "wait <name> <cell_id> [--timeout S]", min: 2, max: 2, valued: ["timeout"], target: "session", via: "run" },
   int: { synopsis: "int <name>", min: 1, max: 1, target: "session", via: "request" },
@@ -90,12 +90,8 @@ export const COMMANDS = {
 
 export type CommandName = keyof typeof COMMANDS;
 
-/**
- * Attach: after `OK attached`, binary frames are raw terminal bytes both ways until `OK detached`
- * (the reply to `detach`, or sent by the daemon when the REPL gets Ctrl-D) or
- * `ERR detached from session '<name>': <why>` (the session ended). `resize` replies `OK resized <rows>x<cols>`. The detach key is the client's.
- */
-export const ATTACH = { attached: "OK attached", detached: "OK detached", detachKey: 0x1d } as const;
+/** Attach frames: see replies.ts (kept importable from here). */
+export { ATTACH } from "./replies.ts";
 
 export interface Request {
   cmd: CommandName;

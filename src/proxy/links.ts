@@ -1,36 +1,48 @@
 /**
- * The links of a remote proxy (proxy.ts) to its daemon: a small pool of authenticated
- * connections per subprotocol. A command borrows one for its duration (so a long `run` never
- * delays a `poll` from another client) and gives it back. One idle link is always kept open;
- * when it drops, it is re-established in the background with jittered backoff, and a command that
- * finds no link tries once at once, so a remote that is back is used immediately. A heartbeat
- * notices a silent network.
+ * The link of a remote proxy (proxy.ts) to its daemon: ONE authenticated WebSocket (pythond.link.1)
+ * carrying a multiplexer (src/link/mux.ts), on which every command opens a virtual client
+ * connection of its own (serve.ts is the other end) — so a long `run` never delays a `poll` from
+ * another client, and a thousand commands at once still take one socket. A command borrows a
+ * virtual connection for its duration and gives it back; a few idle ones are kept per
+ * subprotocol. The link is kept up by a Redialer (full-jitter backoff, src/link/redial.ts); a
+ * command that finds it down dials once at once, so a remote that is back is used immediately.
+ * Heartbeats through the multiplexer notice a silent network.
  *
  * A remote restart is recognised by its pid (from `hello` on each new link). Back with the same
  * token (--token-file): only a log line, its workers outlived it and were adopted. Back with a
  * new token: the state says so, and commands explain how to reconnect.
  */
-import { Client } from "../client/connect.ts";
+import type { Channel } from "../link/channel.ts";
+import { ClientWsChannel } from "../link/ws.ts";
+import { Mux } from "../link/mux.ts";
+import { Redialer } from "../link/redial.ts";
+import { encodeWorkerFrame } from "../link/frame.ts";
 import { endpointLabel, type RemoteEndpoint } from "../client/remote.ts";
+import type { Message } from "../client/connect.ts";
 import { hostPort } from "../protocol/endpoint.ts";
 import { PythondError } from "../protocol/errors.ts";
-import { SUBPROTOCOL } from "../protocol/version.ts";
+import { parseError } from "../protocol/replies.ts";
+import { LINK_SUBPROTOCOL } from "../protocol/version.ts";
 
 const MAX_IDLE = 4;
 const HEARTBEAT_MS = 30_000;
-/** How long a `hello` may take on a fresh link or at a heartbeat before the link is given up. */
+/** How long a `hello` may take on a fresh link before the link is given up. */
 const HELLO_TIMEOUT_MS = 10_000;
+/** Acknowledge a virtual connection's bytes in batches of this many. */
+const ACK_BATCH = 64 << 10;
+const dec = new TextDecoder();
 
 type LinkState = { kind: "up" } | { kind: "down"; reason: string } | { kind: "rejected"; reason: string };
 
-/** The links of one remote proxy: pool, state, reconnection, heartbeat. */
-export class LinkPool {
-  private idle = new Map<string, Client[]>();
+/** How a link is dialed: the real one opens a WebSocket; tests hand in a memory channel. */
+export type Dial = () => Promise<Channel>;
+
+/** The link of one remote proxy: state, redial, heartbeat, virtual connections. */
+export class ProxyLink {
+  private idle = new Map<string, VirtualClient[]>();
   private state: LinkState = { kind: "down", reason: "not connected yet" };
   private remotePid?: number;
-  private attempt = 0;
-  private retryTimer?: ReturnType<typeof setTimeout>;
-  private heartbeat?: ReturnType<typeof setInterval>;
+  private readonly redial: Redialer;
   private closed = false;
 
   /** "host:port tls", as `ls` and `OK connected` show it. */
@@ -40,8 +52,19 @@ export class LinkPool {
     readonly name: string,
     readonly ep: RemoteEndpoint,
     private readonly say: (msg: string) => void,
+    dial?: Dial,
   ) {
     this.label = endpointLabel(ep);
+    const d = dial ?? (() => dialWebSocket(ep));
+    this.redial = new Redialer(() => this.openLink(d), {
+      onDown: () => {
+        if (this.state.kind === "up") this.state = { kind: "down", reason: "connection lost" };
+        for (const pool of this.idle.values()) pool.length = 0; // their link is gone
+      },
+      // A rejected token stays rejected until `pyctl connect` again: no redialing (commands still
+      // try once, to report it).
+      retry: () => this.state.kind !== "rejected",
+    });
   }
 
   /** What `ls` adds after "remote" when the link is not up. */
@@ -51,67 +74,74 @@ export class LinkPool {
   }
 
   /**
-   * Opens an authenticated link: connect (pinning, client certificate), then `hello`, whose
-   * reply proves the token was accepted and tells the remote's pid. Updates the link state.
+   * Opens an authenticated link: connect (pinning, client certificate), then `hello`, whose reply
+   * proves the token was accepted and tells the remote's pid. Updates the link state.
    */
-  private async openLink(protocol: string): Promise<Client> {
-    let client: Client;
+  private async openLink(dial: Dial): Promise<Mux> {
+    let channel: Channel;
     try {
-      client = await Client.open({ remote: this.ep, protocols: [protocol], explain: false });
+      channel = await dial();
     } catch (e) {
       const err = PythondError.from(e);
       this.state = { kind: "down", reason: err.message };
       throw err;
     }
-    let reply: string;
+    // The listener answers a bad token with one text frame, then closes: kept for the error.
+    let rejection: string | undefined;
+    const mux = new Mux(channel, { gone: (r) => new PythondError("daemon_unreachable", r), onText: (t) => (rejection ??= t) });
+    let reply;
     try {
-      client.send("hello");
-      reply = await answerWithin(client, HELLO_TIMEOUT_MS);
+      reply = await within(mux.request("hello"), HELLO_TIMEOUT_MS, () => mux.close("no answer to hello"));
     } catch (e) {
-      client.close();
+      mux.close("hello failed");
+      const why = rejection;
+      if (why !== undefined) {
+        const text = parseError(why, false).message;
+        if (text.startsWith("auth failed") && !text.includes("too many")) {
+          this.state = { kind: "rejected", reason: text };
+          throw new PythondError("auth_failed", text);
+        }
+        this.state = { kind: "down", reason: text };
+        throw new PythondError("daemon_unreachable", text);
+      }
       this.state = { kind: "down", reason: PythondError.from(e).message };
       throw PythondError.from(e);
     }
-    if (reply.startsWith("ERR ")) {
-      client.close();
-      const why = reply.slice(4);
-      if (why.startsWith("auth failed") && !why.includes("too many")) {
-        this.state = { kind: "rejected", reason: why };
-        throw new PythondError("auth_failed", why);
-      }
-      this.state = { kind: "down", reason: why };
-      throw new PythondError("daemon_unreachable", why);
-    }
-    const pid = (JSON.parse(reply) as { pid?: number }).pid;
+    const pid = Number(reply.header.pid);
     if (this.remotePid !== undefined && pid !== this.remotePid) {
       this.say(`remote '${this.name}': the daemon at ${this.label} restarted (pid ${this.remotePid} -> ${pid}); link re-established`);
     }
     this.remotePid = pid;
     this.state = { kind: "up" };
-    this.attempt = 0;
-    this.startHeartbeat();
-    return client;
+    mux.heartbeat(HEARTBEAT_MS);
+    return mux;
   }
 
-  /** Connects for `pyctl connect`; keeps the link as the first idle one. */
+  /** Connects for `pyctl connect` (the error says why not), then keeps the link up. */
   async probe(): Promise<void> {
-    this.give(SUBPROTOCOL, await this.openLink(SUBPROTOCOL));
+    await this.redial.get();
+    this.redial.start();
   }
 
-  /** A link for one command: an idle one, else a new one (with a clear error when impossible). */
-  async take(protocol: string): Promise<Client> {
+  /** Brings the link up in the background (a proxy restored from its record). */
+  reconnect(): void {
+    this.redial.start();
+  }
+
+  /** A virtual connection for one command: an idle one, else a new one (with a clear error when impossible). */
+  async take(protocol: string): Promise<VirtualClient> {
     const pool = this.idle.get(protocol) ?? [];
     while (pool.length) {
       const c = pool.pop()!;
-      c.onClosed = undefined; // borrowed: its end is the borrower's business, not a lost link
       if (!c.closed) return c;
     }
+    let mux: Mux;
     try {
-      return await this.openLink(protocol);
+      mux = await this.redial.get();
     } catch (e) {
-      this.scheduleReconnect();
       throw this.unavailable(PythondError.from(e));
     }
+    return VirtualClient.open(mux, protocol);
   }
 
   private unavailable(err: PythondError): PythondError {
@@ -129,87 +159,118 @@ export class LinkPool {
     return new PythondError("daemon_unreachable", `remote '${this.name}' (${this.label}) is unreachable: ${err.message} -- retrying in the background`);
   }
 
-  /** Back to the pool; watches it so a dropped idle link is noticed and re-established. */
-  give(protocol: string, c: Client): void {
+  /** Back to the pool (a few per subprotocol); the rest are closed. */
+  give(protocol: string, c: VirtualClient): void {
     if (this.closed || c.closed) return c.close();
     const pool = this.idle.get(protocol) ?? [];
     this.idle.set(protocol, pool);
     if (pool.length >= MAX_IDLE) return c.close();
     pool.push(c);
-    c.onClosed = () => {
-      const i = pool.indexOf(c);
-      if (i >= 0) pool.splice(i, 1);
-      if (this.closed) return;
-      if (this.state.kind === "up") this.state = { kind: "down", reason: "connection lost" };
-      this.scheduleReconnect();
-    };
-  }
-
-  private hasIdle(): boolean {
-    for (const pool of this.idle.values()) if (pool.some((c) => !c.closed)) return true;
-    return false;
-  }
-
-  /** Brings the idle link up in the background (a proxy restored from its record). */
-  reconnect(): void {
-    this.scheduleReconnect();
-  }
-
-  /** Keeps one link open: reconnects with jittered exponential backoff (0.5 s .. 30 s). */
-  private scheduleReconnect(): void {
-    if (this.closed || this.retryTimer || this.state.kind === "rejected" || this.hasIdle()) return;
-    const delay = this.attempt === 0 ? 0 : Math.min(30_000, 500 * 2 ** (this.attempt - 1)) * (0.5 + Math.random() / 2);
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      if (this.closed || this.hasIdle()) return;
-      this.openLink(SUBPROTOCOL).then(
-        (c) => this.give(SUBPROTOCOL, c),
-        () => {
-          this.attempt++;
-          this.scheduleReconnect();
-        },
-      );
-    }, delay);
-  }
-
-  /** Every HEARTBEAT_MS, an idle link answers `hello` or is dropped (a silent network, a frozen host). */
-  private startHeartbeat(): void {
-    if (this.heartbeat) return;
-    this.heartbeat = setInterval(() => {
-      const c = this.idle.get(SUBPROTOCOL)?.pop();
-      if (!c) return;
-      c.onClosed = undefined;
-      c.send("hello");
-      answerWithin(c, HELLO_TIMEOUT_MS).then(
-        (reply) => {
-          const pid = (JSON.parse(reply) as { pid?: number }).pid;
-          if (pid !== this.remotePid) this.say(`remote '${this.name}': the daemon at ${this.label} is now pid ${pid}`);
-          this.remotePid = pid;
-          this.give(SUBPROTOCOL, c);
-        },
-        () => {
-          c.close();
-          this.state = { kind: "down", reason: "no answer to the heartbeat" };
-          this.scheduleReconnect();
-        },
-      );
-    }, HEARTBEAT_MS);
   }
 
   close(): void {
     this.closed = true;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    if (this.heartbeat) clearInterval(this.heartbeat);
     for (const pool of this.idle.values()) for (const c of pool) c.close();
     this.idle.clear();
+    this.redial.close();
   }
 }
 
-/** The next text frame of `c`, or a timeout error after `ms`. */
-function answerWithin(c: Client, ms: number): Promise<string> {
+/** Dials the remote's listener for a link: pinning, client certificate, token (client/remote.ts). */
+async function dialWebSocket(ep: RemoteEndpoint): Promise<Channel> {
+  const { openRemote } = await import("../client/remote.ts");
+  const { ws } = await openRemote(ep, [LINK_SUBPROTOCOL]);
+  return ClientWsChannel.wrap(ws); // before any message can arrive: they come as later events
+}
+
+function within<T>(p: Promise<T>, ms: number, onTimeout: () => void): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new PythondError("timeout", `no answer within ${ms / 1000}s`)), ms);
+    timer = setTimeout(() => {
+      onTimeout();
+      reject(new PythondError("timeout", `no answer within ${ms / 1000}s`));
+    }, ms);
   });
-  return Promise.race([c.nextText(), timeout]).finally(() => clearTimeout(timer));
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * One virtual client connection on a proxy's link, with the Client API the proxy's relaying uses
+ * (send, next, nextText, close): a queue of the remote's replies. What the relaying takes is
+ * acknowledged (credits), so the remote's cell runs at the pace of the proxy's own client.
+ */
+export class VirtualClient {
+  private inbox: Message[] = [];
+  private waiter?: { resolve(m: Message): void; reject(e: Error): void };
+  private closedWith?: PythondError;
+  private owed = 0;
+  private rid = 0;
+
+  private constructor(private readonly mux: Mux) {}
+
+  static open(mux: Mux, protocol: string): VirtualClient {
+    const c = new VirtualClient(mux);
+    c.rid = mux.open((rid) => encodeWorkerFrame({ op: "open", rid, proto: protocol }), {
+      frame: (h, body) => {
+        if (h.op === "t") c.push({ text: dec.decode(body) });
+        else if (h.op === "b") c.push({ binary: body });
+        else if (h.op === "end") c.end(new PythondError("daemon_unreachable", `daemon closed the connection${h.reason ? `: ${String(h.reason)}` : ""}`));
+      },
+      lost: (reason) => c.end(new PythondError("daemon_unreachable", reason)),
+    });
+    return c;
+  }
+
+  get closed(): boolean {
+    return this.closedWith !== undefined;
+  }
+
+  send(frame: string | Uint8Array): void {
+    if (this.closedWith) throw this.closedWith;
+    this.mux.send({ op: typeof frame === "string" ? "t" : "b", rid: this.rid }, frame);
+  }
+
+  next(): Promise<Message> {
+    const m = this.inbox.shift();
+    if (m) return Promise.resolve(m);
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+  }
+
+  async nextText(): Promise<string> {
+    for (;;) {
+      const m = await this.next();
+      if ("text" in m) return m.text;
+    }
+  }
+
+  /** The relaying took `n` more bytes (its client's buffer has room): credit for the remote. */
+  took(n: number): void {
+    this.owed += n;
+    if (this.owed < ACK_BATCH || this.closed) return;
+    this.mux.ack(this.rid, this.owed);
+    this.owed = 0;
+  }
+
+  close(): void {
+    if (this.closedWith) return;
+    this.mux.cancel(this.rid);
+    this.end(new PythondError("daemon_unreachable", "closed"));
+  }
+
+  private push(m: Message): void {
+    if (this.closedWith) return;
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w.resolve(m);
+    } else this.inbox.push(m);
+  }
+
+  private end(err: PythondError): void {
+    if (this.closedWith) return;
+    this.closedWith = err;
+    this.waiter?.reject(err);
+    this.waiter = undefined;
+  }
 }

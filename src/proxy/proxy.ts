@@ -1,38 +1,39 @@
 /**
  * Remote proxies: `pyctl connect srv host:port <token> [--tls]` makes the name `srv` stand for the
- * session `srv` of another daemon. Every session command naming it (run, fire, fork, poll, wait,
- * status, vars, complete, int, kill, new, attach, resize) is relayed there verbatim, and its
- * replies — streamed output, binary terminal frames — come back verbatim. The remote daemon sees
- * an ordinary TLS client (pinned, with this machine's client certificate and the token).
+ * session `srv` of another daemon, and `srv/<s>` (or `run srv <s>`, the original's form) for its
+ * session `<s>`. Every session command naming one (run, fire, fork, poll, wait, status, vars,
+ * complete, int, kill, new, attach, resize) is a ProxyTarget (src/daemon/target.ts): relayed there
+ * with the remote session's name, and its replies — streamed output, binary terminal frames —
+ * come back verbatim. The remote daemon sees an ordinary TLS client (pinned, with this machine's
+ * client certificate and the token).
  *
- * A command borrows a link of the local client's own subprotocol (so replies need no
- * translation) from the proxy's pool (links.ts: keeping a link open, reconnecting, telling a
- * remote restart with a new token from a network failure) for its whole duration.
+ * A command borrows a virtual connection of the local client's own subprotocol (so replies need
+ * no translation) on the proxy's one link (links.ts: one multiplexed WebSocket, kept up,
+ * telling a remote restart with a new token from a network failure) for its whole duration.
+ * What is relayed is credited back as the local client takes it, so a slow client slows the
+ * remote cell, as it would locally.
  *
  * Proxies are remembered in <runtime>/proxies/<name>.json (0600, token included, like
  * daemon.json), so a restarted daemon keeps them; `pyctl stop` and `disconnect` forget them.
  */
 import { mkdirSync, readdirSync, readFileSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
-import { Client } from "../client/connect.ts";
-import { ATTACH, type CommandName, type Request } from "../protocol/commands.ts";
+import type { Request } from "../protocol/commands.ts";
 import { PythondError } from "../protocol/errors.ts";
 import { buildFrame } from "../protocol/frame.ts";
 import { checkName } from "../protocol/names.ts";
-import { SUBPROTOCOL, SUBPROTOCOL_LEGACY } from "../protocol/version.ts";
+import { ATTACH, cellIdOf, endsDetached, isError } from "../protocol/replies.ts";
 import { decideTls, endpointLabel, parseHostPort, type RemoteEndpoint } from "../client/remote.ts";
+import type { Message } from "../client/connect.ts";
 import { writeFileAtomic } from "../tls/files.ts";
 import type { AccessLog } from "../daemon/access-log.ts";
 import type { ClientConn } from "../daemon/conn.ts";
-import { LinkPool } from "./links.ts";
+import type { Status, Target, TargetSource } from "../daemon/target.ts";
+import { ProxyLink, type Dial, type VirtualClient } from "./links.ts";
 import type { Registry } from "../sessions/registry.ts";
 
-/** Commands whose first argument is a session name, relayed when that name is a proxy. */
-export const PROXIED: ReadonlySet<CommandName> = new Set<CommandName>([
-  "new", "run", "fire", "fork", "poll", "wait", "int", "kill", "status", "vars", "complete", "attach", "resize",
-]);
-
-type Status = "ok" | "error";
+/** Above this many bytes queued towards the local client, credit goes back only as it drains. */
+const HIGH_WATER = 1 << 20;
 
 interface ProxyRecord {
   name: string;
@@ -45,16 +46,17 @@ interface ProxyRecord {
 
 /** One remote proxy: the name here, the endpoint there, and the relaying of commands. */
 export class RemoteProxy {
-  readonly links: LinkPool;
+  readonly links: ProxyLink;
   /** Local connections attached through this proxy, and the link each one uses. */
-  private attachLinks = new WeakMap<ClientConn, Client>();
+  private attachLinks = new WeakMap<ClientConn, VirtualClient>();
 
   constructor(
     readonly name: string,
     readonly ep: RemoteEndpoint,
     say: (msg: string) => void,
+    dial?: Dial,
   ) {
-    this.links = new LinkPool(name, ep, say);
+    this.links = new ProxyLink(name, ep, say, dial);
   }
 
   /** "host:port tls", as `ls` and `OK connected` show it. */
@@ -71,18 +73,21 @@ export class RemoteProxy {
     this.links.close();
   }
 
-  /** Relays one command (not attach) and its replies; returns the access-log status. */
-  async forward(conn: ClientConn, req: Request, text: string): Promise<Status> {
+  /**
+   * Relays one command (not attach) for the remote session `session`, and its replies; returns
+   * the access-log status. `name`: how the local client named it (hints say it back).
+   */
+  async forward(conn: ClientConn, req: Request, session: string, name: string): Promise<Status> {
     const attachLink = this.attachLinks.get(conn);
-    if (req.cmd === "resize" && attachLink && conn.attached?.session === this.name) {
-      attachLink.send(text); // the reply comes back on the attachment's relay
+    // `new` carries pysh's working directory, which means nothing on another machine.
+    const frame = rebuild(req, session, req.cmd === "new" ? ["cwd"] : []);
+    if (req.cmd === "resize" && attachLink && conn.attached?.session === name) {
+      attachLink.send(frame); // the reply comes back on the attachment's relay
       return "ok";
     }
-    if (req.cmd === "attach") return this.attach(conn, req, text);
-    const protocol = conn.streaming ? SUBPROTOCOL : SUBPROTOCOL_LEGACY;
+    if (req.cmd === "attach") return this.attach(conn, frame, name);
+    const protocol = conn.replyProtocol;
     const streams = conn.streaming && (req.cmd === "run" || req.cmd === "wait");
-    // `new` carries pysh's working directory, which means nothing on another machine.
-    const frame = req.cmd === "new" && req.opts.cwd !== undefined ? rebuild(req, ["cwd"]) : text;
     const link = await this.links.take(protocol);
     let cellId: string | undefined;
     try {
@@ -93,21 +98,18 @@ export class RemoteProxy {
           link.close(); // the cell goes on there; its output stays retrievable by cell id
           return "error";
         }
-        if ("binary" in m) {
-          conn.reply.binary(m.binary);
-          continue;
-        }
-        conn.reply.text(m.text);
-        if (streams && m.text.startsWith("CELL ")) {
-          cellId = m.text.slice(5);
+        relay(conn, link, m);
+        if ("binary" in m) continue;
+        if (streams && cellIdOf(m.text) !== undefined) {
+          cellId = cellIdOf(m.text);
           continue;
         }
         this.links.give(protocol, link);
-        return m.text.startsWith("ERR ") ? "error" : "ok";
+        return isError(m.text) ? "error" : "ok";
       }
     } catch (e) {
       link.close();
-      const hint = cellId ? ` (cell ${cellId} may still be running there; check with: pysh poll ${this.name} ${cellId})` : "";
+      const hint = cellId ? ` (cell ${cellId} may still be running there; check with: pysh poll ${name} ${cellId})` : "";
       throw new PythondError(
         "daemon_unreachable",
         `remote '${this.name}' (${this.label}): connection lost during ${req.cmd}: ${PythondError.from(e).message}${hint}`,
@@ -121,9 +123,9 @@ export class RemoteProxy {
    * the remote's `OK detached` swallowed, since the local handler replies itself. When the remote
    * ends the attachment (`OK detached` from Ctrl-D, `ERR detached: …`), that is relayed.
    */
-  private async attach(conn: ClientConn, req: Request, text: string): Promise<Status> {
+  private async attach(conn: ClientConn, text: string, name: string): Promise<Status> {
     if (conn.attached) throw new PythondError("usage", `already attached to '${conn.attached.session}' (send detach first)`);
-    const protocol = conn.streaming ? SUBPROTOCOL : SUBPROTOCOL_LEGACY;
+    const protocol = conn.replyProtocol;
     const link = await this.links.take(protocol);
     link.send(text);
     let first: string;
@@ -141,7 +143,7 @@ export class RemoteProxy {
     /** detaching: the local client sent `detach`; ended: the link is back in the pool (or gone). */
     const att = { detaching: false, ended: false };
     const mine = {
-      session: this.name,
+      session: name,
       input: (b: Uint8Array) => {
         if (!link.closed) link.send(b);
       },
@@ -161,7 +163,7 @@ export class RemoteProxy {
 
   private async relayAttached(
     conn: ClientConn,
-    link: Client,
+    link: VirtualClient,
     protocol: string,
     mine: NonNullable<ClientConn["attached"]>,
     att: { detaching: boolean; ended: boolean },
@@ -175,36 +177,74 @@ export class RemoteProxy {
       for (;;) {
         const m = await link.next();
         if ("binary" in m) {
-          if (conn.open) conn.reply.binary(m.binary);
+          if (conn.open) relay(conn, link, m);
           continue;
         }
-        if (m.text === ATTACH.detached || m.text.startsWith("ERR detached")) {
+        if (endsDetached(m.text, conn.codes)) {
           if (!att.detaching && conn.open) conn.reply.text(m.text);
           end();
           this.links.give(protocol, link);
           return;
         }
-        if (conn.open) conn.reply.text(m.text);
+        if (conn.open) relay(conn, link, m);
       }
     } catch (e) {
       const wasMine = conn.attached === mine;
       end();
       if (wasMine && conn.open && !att.detaching) {
-        conn.reply.text(`ERR detached: remote '${this.name}' (${this.label}): connection lost (${PythondError.from(e).message})`);
+        conn.reply.text(new PythondError("session_dead", `detached: remote '${this.name}' (${this.label}): connection lost (${PythondError.from(e).message})`).toFrame(conn.codes));
       }
     }
   }
 }
 
-/** The frame of `req` again, without the options in `drop`. */
-function rebuild(req: Request, drop: string[]): string {
-  const words = [...req.args];
+/** The frame of `req` for the remote: its session's own name, without the options in `drop`. */
+function rebuild(req: Request, session: string, drop: string[]): string {
+  const words = [session, ...req.args.slice(1)];
   for (const [k, v] of Object.entries(req.opts)) if (!drop.includes(k)) words.push(v === true ? `--${k}` : `--${k}=${v}`);
   return buildFrame(req.cmd, words, req.body === "" ? undefined : req.body);
 }
 
-/** All proxies of this daemon, by name, and their records on disk. */
-export class Proxies {
+/** Passes one reply on to the local client, and its bytes back as credit once the client has room. */
+function relay(conn: ClientConn, link: VirtualClient, m: Message): void {
+  let n: number;
+  if ("binary" in m) {
+    conn.reply.binary(m.binary);
+    n = m.binary.length;
+  } else {
+    conn.reply.text(m.text);
+    n = Buffer.byteLength(m.text);
+  }
+  if (conn.reply.buffered() < HIGH_WATER) link.took(n);
+  else conn.waitDrain(() => link.took(n));
+}
+
+/** Session `session` of the daemon behind a proxy, as the router's Target. */
+export class ProxyTarget implements Target {
+  readonly kind = "proxy" as const;
+
+  constructor(
+    private readonly proxies: Proxies,
+    readonly proxy: RemoteProxy,
+    readonly session: string,
+    readonly name: string,
+  ) {}
+
+  run(conn: ClientConn, req: Request): Promise<Status> {
+    return this.proxies.forward(conn, req, this);
+  }
+
+  request(conn: ClientConn, req: Request): Promise<Status> {
+    return this.proxies.forward(conn, req, this);
+  }
+
+  attach(conn: ClientConn, req: Request): Promise<Status> {
+    return this.proxies.forward(conn, req, this);
+  }
+}
+
+/** All proxies of this daemon, by name, and their records on disk; the router's source of ProxyTargets. */
+export class Proxies implements TargetSource {
   private proxies = new Map<string, RemoteProxy>();
   private readonly dir: string;
 
@@ -220,19 +260,24 @@ export class Proxies {
     return this.proxies.get(name);
   }
 
+  target(via: string, session: string, name: string): Target | undefined {
+    const p = this.proxies.get(via);
+    return p && new ProxyTarget(this, p, session, name);
+  }
+
   list(): RemoteProxy[] {
     return [...this.proxies.values()].sort((a, b) => a.name.localeCompare(b.name));
   }
 
   /** `connect`: probe first (nothing changes if it fails), then replace any proxy of that name. */
-  async connect(registry: Registry, name: string, hostPortSpec: string, token: string, tls: boolean): Promise<RemoteProxy> {
+  async connect(registry: Registry, name: string, hostPortSpec: string, token: string, tls: boolean, dial?: Dial): Promise<RemoteProxy> {
     checkName(name);
     if (registry.has(name)) {
       throw new PythondError("session_exists", `session '${name}' already exists here (local); choose another name for the remote`);
     }
     const { host, port } = parseHostPort(hostPortSpec, "connect");
     const ep: RemoteEndpoint = { host, port, tls: decideTls(host, tls), token };
-    const proxy = new RemoteProxy(name, ep, this.say);
+    const proxy = new RemoteProxy(name, ep, this.say, dial);
     try {
       await proxy.links.probe();
     } catch (e) {
@@ -290,12 +335,11 @@ export class Proxies {
     }
   }
 
-  /** Relays a session command for a proxy name (dispatch.ts); logs attachments like local ones. */
-  async forward(conn: ClientConn, req: Request, text: string): Promise<Status> {
-    const p = this.proxies.get(req.args[0]!)!;
-    const status = await p.forward(conn, req, text);
+  /** Relays a session command for a proxy target; logs attachments like local ones. */
+  async forward(conn: ClientConn, req: Request, t: ProxyTarget): Promise<Status> {
+    const status = await t.proxy.forward(conn, req, t.session, t.name);
     if (req.cmd === "attach" && status === "ok") {
-      this.log.write("attach", { conn_id: conn.id, peer: conn.peer, session: p.name, status, remote: endpointLabel(p.ep) });
+      this.log.write("attach", { conn_id: conn.id, peer: conn.peer, session: t.name, status, remote: endpointLabel(t.proxy.ep) });
     }
     return status;
   }

@@ -18,14 +18,14 @@
  * than HIGH_WATER unsent bytes skips output (counted, and said on its screen when it catches up):
  * one slow viewer costs at most HIGH_WATER of memory and never slows the session or other viewers.
  */
+import type { Request } from "../protocol/commands.ts";
 import { PythondError } from "../protocol/errors.ts";
-import { ATTACH, type Request } from "../protocol/commands.ts";
-import { checkName } from "../protocol/names.ts";
+import { ATTACH, detachedFrom, resizedReply } from "../protocol/replies.ts";
+import type { WorkerHeader } from "../protocol/worker.ts";
 import type { WorkerLink } from "../worker/link.ts";
-import type { WorkerHeader } from "../link/frame.ts";
 import type { AccessLog } from "../daemon/access-log.ts";
 import type { ClientConn } from "../daemon/conn.ts";
-import type { DaemonContext } from "../daemon/dispatch.ts";
+import type { Registry } from "./registry.ts";
 
 const HIGH_WATER = 256 * 1024;
 const enc = new TextEncoder();
@@ -55,7 +55,7 @@ class LinkTerminal {
       const why = link.byeReason || (reason === "connection closed" ? "the session ended" : reason);
       for (const a of this.attachments.values()) {
         this.release(a);
-        if (a.conn.open) a.conn.reply.text(`ERR detached from session '${this.session}': ${why}`);
+        if (a.conn.open) a.conn.reply.text(detachedFrom(this.session, why, a.conn.codes));
         this.log(a, "detach");
         a.activated();
       }
@@ -153,14 +153,13 @@ function parseSize(rows: string | undefined, cols: string | undefined, synopsis:
   return [r, c];
 }
 
-export async function attachSession(ctx: DaemonContext, conn: ClientConn, req: Request): Promise<"ok" | "error"> {
-  const name = checkName(req.args[0]!);
+export async function attachSession(registry: Registry, log: AccessLog, conn: ClientConn, name: string, req: Request): Promise<"ok" | "error"> {
   if (conn.attached) throw new PythondError("usage", `already attached to '${conn.attached.session}' (send detach first)`);
   if (req.args.length === 2) throw new PythondError("usage", "usage: attach <name> [rows cols] [--read-only]");
   const size = parseSize(req.args[1], req.args[2], "attach <name> [rows cols] [--read-only]");
-  const s = ctx.registry.get(name);
+  const s = registry.get(name);
   const readOnly = req.opts["read-only"] === true;
-  const t = terminalOf(s.link, name, ctx.log);
+  const t = terminalOf(s.link, name, log);
   const { a, activated } = t.begin(conn, readOnly);
   const fields = { aid: a.aid, ...(size && !readOnly ? { rows: size[0], cols: size[1] } : {}) };
   const h = await s.link.request("attach", fields);
@@ -177,20 +176,19 @@ export async function attachSession(ctx: DaemonContext, conn: ClientConn, req: R
   return "ok";
 }
 
-export function detachSession(ctx: DaemonContext, conn: ClientConn): "ok" {
+export function detachSession(log: AccessLog, conn: ClientConn): "ok" {
   const a = conn.attached;
   if (!a) throw new PythondError("usage", "not attached");
   a.detach();
   conn.attached = undefined;
   conn.reply.text(ATTACH.detached);
-  ctx.log.write("detach", { conn_id: conn.id, peer: conn.peer, session: a.session, status: "ok" });
+  log.write("detach", { conn_id: conn.id, peer: conn.peer, session: a.session, status: "ok" });
   return "ok";
 }
 
-export function resizeSession(ctx: DaemonContext, conn: ClientConn, req: Request): "ok" {
-  const name = checkName(req.args[0]!);
+export function resizeSession(registry: Registry, conn: ClientConn, name: string, req: Request): "ok" {
   const [rows, cols] = parseSize(req.args[1], req.args[2], "resize <name> <rows> <cols>")!;
-  ctx.registry.get(name).link.send({ op: "resize", rows, cols });
-  conn.reply.text(`OK resized ${rows}x${cols}`);
+  registry.get(name).link.send({ op: "resize", rows, cols });
+  conn.reply.text(resizedReply(rows, cols));
   return "ok";
 }

@@ -8,22 +8,11 @@
 import { readFileSync, unlinkSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { PythondError } from "../protocol/errors.ts";
+import type { WorkerRecord } from "../protocol/worker.ts";
 import { WorkerLink } from "../worker/link.ts";
 import { spawnWorker, workerPaths } from "../worker/spawn.ts";
-import { isAlive } from "../daemon/lock.ts";
+import { isAlive } from "./alive.ts";
 import { SparePool } from "./spare.ts";
-
-export interface WorkerRecord {
-  name: string;
-  pid: number;
-  pgid: number;
-  python: string;
-  created: string;
-  sock: string;
-  secret: string;
-  worker_protocol: number;
-  binary_version: string;
-}
 
 export interface Session {
   name: string;
@@ -97,6 +86,14 @@ export class Registry {
       if (this.sessions.get(name) === placeholder) this.sessions.delete(name);
       throw e;
     }
+  }
+
+  /** A session whose worker is already linked (unit tests link a fake worker over a memory pair). */
+  addLinked(name: string, link: WorkerLink, pid: number): Session {
+    const s: Session = { name, state: "alive", pid, link };
+    this.sessions.set(name, s);
+    this.watch(s);
+    return s;
   }
 
   /** Adopts every live worker recorded in the runtime directory (daemon restart, upgrade). */

@@ -12,7 +12,8 @@
  * dropped here, and stays retrievable from the worker by cell id.
  */
 import { PythondError } from "../protocol/errors.ts";
-import type { WorkerHeader } from "../link/frame.ts";
+import { cellReply, executionFailed, OK } from "../protocol/replies.ts";
+import type { WorkerHeader } from "../protocol/worker.ts";
 import type { ClientConn } from "../daemon/conn.ts";
 import type { Registry } from "./registry.ts";
 
@@ -57,7 +58,7 @@ export function runCell(
     };
     link.run(code, timeout, {
       start(cellId) {
-        if (!legacy && conn.open) conn.reply.text(`CELL ${cellId}`);
+        if (!legacy && conn.open) conn.reply.text(cellReply(cellId));
       },
       out(data, cellId) {
         // Each chunk is a fresh buffer; JSC collects them lazily, so a 100 MB stream could leave
@@ -86,8 +87,8 @@ export function runCell(
           if (legacy) {
             const output = dec.decode(concat(chunks)).replace(/\n+$/, "");
             if (ok) conn.reply.text(output);
-            else conn.reply.text(`ERR execution failed\n${output ? output + "\n" : ""}${error}`);
-          } else conn.reply.text(ok ? "OK" : `ERR execution failed\n${error}`);
+            else conn.reply.text(executionFailed(`${output ? output + "\n" : ""}${error}`, false));
+          } else conn.reply.text(ok ? OK : executionFailed(error, conn.codes));
         }
         resolve(ok ? "ok" : "error");
       },
@@ -95,7 +96,7 @@ export function runCell(
         flushAcks();
         const why = session.exited ? await session.exited : "the worker went away";
         const err = new PythondError("session_dead", `session '${name}' died during the cell (${why})`);
-        if (conn.open) conn.reply.text(err.toFrame());
+        if (conn.open) conn.reply.text(err.toFrame(conn.codes));
         resolve("error");
       },
     });

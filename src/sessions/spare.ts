@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { sessionDataDir } from "../paths.ts";
 import { WorkerLink } from "../worker/link.ts";
 import { spawnWorker, workerPaths, type Spawned } from "../worker/spawn.ts";
-import { isAlive } from "../daemon/lock.ts";
+import { isAlive } from "./alive.ts";
 
 interface Spare {
   spawned: Spawned;

@@ -10,10 +10,11 @@
  * run stream's start/out/end, acks keyed by cell, and the terminal frames (tout, tdetach).
  */
 import { encodeWorkerJson, type WorkerHeader } from "../link/frame.ts";
+import type { Channel } from "../link/channel.ts";
 import { idCounter, Mux } from "../link/mux.ts";
 import { UnixChannel } from "../link/unix.ts";
 import { PythondError } from "../protocol/errors.ts";
-import { WORKER_PROTOCOL } from "../protocol/version.ts";
+import { WORKER_PROTOCOL } from "../protocol/worker.ts";
 
 export interface RunHandlers {
   start(cellId: string): void;
@@ -49,9 +50,14 @@ export class WorkerLink {
   /** Receives the session terminal's frames (tout, tdetach) while anyone is attached. */
   onTerminal?: (h: WorkerHeader, body: Uint8Array) => void;
 
-  static async connect(sockPath: string, secret: string): Promise<WorkerLink> {
+  static connect(sockPath: string, secret: string): Promise<WorkerLink> {
+    return WorkerLink.open(() => UnixChannel.connect(sockPath), secret);
+  }
+
+  /** The handshake on channels from `dial` (a Unix socket; a memory pair in unit tests). */
+  static async open(dial: () => Promise<Channel>, secret: string): Promise<WorkerLink> {
     const link = new WorkerLink();
-    const h = await link.hello(sockPath, secret);
+    const h = await link.hello(dial, secret);
     if (!h.ok) {
       link.close();
       throw new PythondError("session_dead", `worker refused the daemon: ${String(h.error ?? "bad secret")}`);
@@ -65,7 +71,7 @@ export class WorkerLink {
       );
     }
     if (Array.isArray(h.lanes) && h.lanes.includes("run")) {
-      const r = await link.hello(sockPath, secret, "run");
+      const r = await link.hello(dial, secret, "run");
       if (!r.ok) {
         link.close();
         throw new PythondError("session_dead", `worker refused the daemon's run lane: ${String(r.error ?? "bad secret")}`);
@@ -75,9 +81,9 @@ export class WorkerLink {
   }
 
   /** Opens a lane (the control lane first) and says hello on it. */
-  private async hello(sockPath: string, secret: string, lane?: "run"): Promise<WorkerHeader> {
+  private async hello(dial: () => Promise<Channel>, secret: string, lane?: "run"): Promise<WorkerHeader> {
     const reply = new Promise<WorkerHeader>((resolve, reject) => (this.helloWaiter = { resolve, reject }));
-    const channel = await UnixChannel.connect(sockPath);
+    const channel = await dial();
     const mux = new Mux(channel, {
       ids: this.ids,
       onFrame: (h, b) => this.unsolicited(h, b),

@@ -129,8 +129,8 @@ describe("sessions on a node, from the hub", () => {
   test("kill ends the node's session; every command is in the hub's access log with the node id", async () => {
     expect((await hub.pysh(["kill", "worker-1/work"])).stdout).toBe("OK killed work\n");
     expect((await w1.pysh(["ls"])).stdout).toBe("(no sessions)\n");
-    const log = await accessLogWith(hub.d, /event=result .*cmd=kill session=work status=ok .*node=worker-1/);
-    expect(log).toMatch(/event=command .*cmd=run session=work .*node=worker-1/);
+    const log = await accessLogWith(hub.d, /event=result .*cmd=kill session=worker-1\/work status=ok .*node=worker-1/);
+    expect(log).toMatch(/event=command .*cmd=run session=worker-1\/work .*node=worker-1/);
   });
 });
 

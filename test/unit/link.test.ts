@@ -17,6 +17,15 @@ async function until(cond: () => boolean, what: string, turns = 10_000): Promise
   throw new Error(`never happened: ${what}`);
 }
 
+/** As until, for conditions that wait on timers (heartbeats, backoff): checked every millisecond. */
+async function untilTimer(cond: () => boolean, what: string, ms = 4000): Promise<void> {
+  for (let i = 0; i < ms; i++) {
+    if (cond()) return;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  throw new Error(`never happened: ${what}`);
+}
+
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -256,10 +265,10 @@ describe("multiplexer", () => {
       orig(m);
     };
     a.heartbeat(5, 3);
-    await until(() => pongs >= 5, "five pongs", 1e7);
+    await untilTimer(() => pongs >= 5, "five pongs");
     expect(reasons).toEqual([]);
     cb.hold(); // b's side stops getting through (a half-open link)
-    await until(() => reasons.length === 1, "the link given up", 1e7);
+    await untilTimer(() => reasons.length === 1, "the link given up");
     expect(reasons[0]).toContain("no answer to 3 heartbeats");
   });
 });
@@ -291,11 +300,11 @@ describe("redial", () => {
       { baseMs: 1, capMs: 2, onUp: () => ups.push(dials), onDown: (e) => downs.push(e.message) },
     );
     r.start();
-    await until(() => r.current !== undefined, "the link up", 1e7);
+    await untilTimer(() => r.current !== undefined, "the link up");
     expect(dials).toBe(3);
     expect(downs).toEqual(["refused", "refused"]);
     far[0]!.close("remote restarted");
-    await until(() => ups.length === 2, "redialed", 1e7);
+    await untilTimer(() => ups.length === 2, "redialed");
     expect(downs).toContain("remote restarted");
     const link = await r.get();
     expect(link).toBe(r.current!);

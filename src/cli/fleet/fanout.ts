@@ -101,7 +101,7 @@ export async function fanoutMain(spec: Extract<IoSpec, { kind: "sh" }>, opts: Re
     client = await Client.open();
     client.send(`fanout ${args.join(" ")}\n${JSON.stringify(spec)}`);
     const first = await client.nextText();
-    if (first !== FANOUT_OK) throw new ReplyError(first.startsWith("ERR ") ? first : `ERR ${first}`);
+    if (first !== FANOUT_OK) throw new ReplyError(first.startsWith("ERR ") ? first : `ERR ${first}`, client.codes);
     let final = "";
     for (;;) {
       const m = await client.next();

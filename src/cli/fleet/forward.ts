@@ -20,7 +20,9 @@ async function checkNode(node: string): Promise<void> {
   const c = await Client.open();
   try {
     c.send("nodes --json");
-    const nodes = JSON.parse(await c.nextText()) as Array<{ id: string; state: string }>;
+    const text = await c.nextText();
+    if (text.startsWith("ERR ")) throw new ReplyError(text, c.codes);
+    const nodes = JSON.parse(text) as Array<{ id: string; state: string }>;
     const n = nodes.find((x) => x.id === node);
     if (!n) throw new PythondError("no_node", `no node '${node}' -- nodes: ${nodes.map((x) => x.id).join(", ") || "(none)"}`);
     if (n.state !== "online") throw new PythondError("node_offline", `node '${node}' is offline (see: pysh nodes)`);

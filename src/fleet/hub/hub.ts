@@ -98,15 +98,25 @@ export class FleetHub {
   }
 
   /**
-   * Session `session` of node `via` (the name the caller wrote: `via/session`); `ERR no node 'x'
-   * -- nodes: a, b` for a name that is no node, a clear error for one that is offline.
+   * TargetSource (src/daemon/target.ts): session `session` of node `via` for a name `via/session`
+   * (a bare name is never a node's); undefined when `via` is no node; an error when it is offline.
    */
-  target(via: string, session: string, name: string): NodeTarget {
-    const e = this.registry.get(via);
+  target(via: string, session: string, name: string): NodeTarget | undefined {
+    if (!name.includes("/") || !this.registry.has(via)) return undefined;
+    return new NodeTarget(name, checkName(session), this.online(via), this.attachStreams);
+  }
+
+  /** The target for asking node `id` itself (`ls id`). */
+  nodeTarget(id: string): NodeTarget {
+    return new NodeTarget(`${id}/`, "", this.online(id), this.attachStreams);
+  }
+
+  private online(id: string): NodePort {
+    const e = this.registry.get(id);
     if (e.state !== "online") {
-      throw new PythondError("node_offline", `node '${via}' is offline (since ${new Date(e.since).toISOString()}; see: pysh nodes)`);
+      throw new PythondError("node_offline", `node '${id}' is offline (since ${new Date(e.since).toISOString()}; see: pysh nodes)`);
     }
-    return new NodeTarget(name, checkName(session), this.port(via), this.attachStreams);
+    return this.port(id);
   }
 
   /** The requests' view of node `id` (kept across its links while this hub runs). */

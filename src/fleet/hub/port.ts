@@ -39,7 +39,8 @@ export class HubStream {
     readonly port: NodePort,
     readonly rid: number,
     readonly frame: string,
-    readonly streaming: boolean,
+    /** The subprotocol of the hub's client: the node replies as to a client of that one. */
+    readonly protocol: string,
     readonly sink: StreamSink,
   ) {}
 
@@ -49,7 +50,7 @@ export class HubStream {
     if (this.waitTimer) clearTimeout(this.waitTimer);
     this.waitTimer = undefined;
     this.mux = mux;
-    const head: WorkerHeader = { op: resume ? "resume" : "cmd", rid: this.rid, seen: this.cursor.seq, streaming: this.streaming };
+    const head: WorkerHeader = { op: resume ? "resume" : "cmd", rid: this.rid, seen: this.cursor.seq, protocol: this.protocol };
     mux.open(() => encodeWorkerFrame(head, this.frame), {
       frame: (h, body) => this.onFrame(h, body),
       lost: () => this.lost(),
@@ -142,10 +143,10 @@ export class NodePort {
   }
 
   /** Starts a request on the node (which must be online). */
-  start(frame: string, streaming: boolean, sink: StreamSink): HubStream {
+  start(frame: string, protocol: string, sink: StreamSink): HubStream {
     const mux = this.mux;
     if (!mux || mux.closed) throw new PythondError("node_offline", `node '${this.id}' is offline`);
-    const s = new HubStream(this, this.ids.next(), frame, streaming, sink);
+    const s = new HubStream(this, this.ids.next(), frame, protocol, sink);
     this.streams.set(s.rid, s);
     s.open(mux, false);
     return s;

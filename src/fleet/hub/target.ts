@@ -10,7 +10,8 @@
  */
 import type { ClientConn } from "../../daemon/conn.ts";
 import type { Status, Target } from "../../daemon/target.ts";
-import { ATTACH, type Request } from "../../protocol/commands.ts";
+import type { Request } from "../../protocol/commands.ts";
+import { ATTACH, cellIdOf, detachedFrom, endsDetached, isError } from "../../protocol/replies.ts";
 import { PythondError } from "../../protocol/errors.ts";
 import { buildFrame } from "../../protocol/frame.ts";
 import type { NodePort } from "./port.ts";
@@ -52,7 +53,7 @@ export class NodeTarget implements Target {
   relay(conn: ClientConn, req: Request, frame = frameFor(req, this.session)): Promise<Status> {
     return new Promise((resolve, reject) => {
       let last = "";
-      const s = this.port.start(frame, conn.streaming, {
+      const s = this.port.start(frame, conn.replyProtocol, {
         text: (t) => {
           last = t;
           if (conn.open) conn.reply.text(t);
@@ -63,10 +64,10 @@ export class NodeTarget implements Target {
           return conn.reply.buffered() < HIGH_WATER;
         },
         drained: (cb) => conn.waitDrain(cb),
-        end: () => resolve(last.startsWith("ERR ") ? "error" : "ok"),
+        end: () => resolve(isError(last) ? "error" : "ok"),
         fail: (err) => {
-          const cell = /^CELL (\S+)/.exec(last);
-          reject(cell ? new PythondError(err.code, `${err.message} (cell ${cell[1]} may still be running there; get its result with: pysh wait ${this.name} ${cell[1]})`) : err);
+          const cell = cellIdOf(last);
+          reject(cell ? new PythondError(err.code, `${err.message} (cell ${cell} may still be running there; get its result with: pysh wait ${this.name} ${cell})`) : err);
         },
       });
       conn.onClose(() => s.cancel());
@@ -102,7 +103,7 @@ export class NodeTarget implements Target {
           s.input("t", "detach");
         },
       };
-      const s = this.port.start(frameFor(req, this.session), conn.streaming, {
+      const s = this.port.start(frameFor(req, this.session), conn.replyProtocol, {
         text: (t) => {
           if (phase === "opening") {
             if (conn.open) conn.reply.text(t);
@@ -115,7 +116,7 @@ export class NodeTarget implements Target {
             this.attachStreams.set(conn, s);
             return resolve("ok");
           }
-          if (t === ATTACH.detached || t.startsWith("ERR detached")) {
+          if (endsDetached(t, conn.codes)) {
             if (!detaching && conn.open) conn.reply.text(t);
             end();
             s.cancel();
@@ -136,7 +137,7 @@ export class NodeTarget implements Target {
           const was = conn.attached === mine;
           end();
           if (phase === "opening") return reject(err);
-          if (was && conn.open && !detaching) conn.reply.text(`ERR detached: ${err.message}`);
+          if (was && conn.open && !detaching) conn.reply.text(detachedFrom(this.name, err.message, conn.codes));
         },
       });
       conn.onClose(() => s.cancel());

@@ -4,7 +4,7 @@
  * before the daemon starts; a hub that refuses the first join ends the process with its reason.
  */
 import { ClientConn } from "../../daemon/conn.ts";
-import { handleFrame } from "../../daemon/dispatch.ts";
+import { handle, parse } from "../../daemon/dispatch.ts";
 import { runDaemon } from "../../daemon/server.ts";
 import { socketPath } from "../../paths.ts";
 import { PythondError } from "../../protocol/errors.ts";
@@ -64,13 +64,21 @@ export async function runNode(o: NodeOptions): Promise<void> {
     role: "join",
     node: async (ctx, nextConnId, say) => {
       const server = new NodeServer({
-        conn: (_rid, streaming, reply, onIdle) =>
-          new ClientConn(nextConnId(), `hub:${url.where}`, "hub", streaming, reply, async (c, f, runs) => {
-            try {
-              await handleFrame(ctx, c, f, runs);
-            } finally {
-              onIdle();
-            }
+        // Each hub request is a connection of its own, caller `hub`, on this daemon's one router.
+        conn: (_rid, protocol, reply, onIdle) =>
+          new ClientConn(nextConnId(), `hub:${url.where}`, "hub", protocol, reply, {
+            prepare: (_c, text) => {
+              const p = parse(ctx, text);
+              if (p === null) queueMicrotask(onIdle);
+              return p;
+            },
+            handle: async (c, p) => {
+              try {
+                await handle(ctx, c, p as NonNullable<ReturnType<typeof parse>>);
+              } finally {
+                onIdle();
+              }
+            },
           }),
         sessions: () => ctx.registry.list().length,
       });

@@ -17,6 +17,9 @@ import type { WorkerHeader } from "../../link/frame.ts";
 import { JournaledStream, RidLedger } from "../../link/resume.ts";
 import { IO_OP } from "../io/mux-pipe.ts";
 import { serveIo } from "../io/node-hook.ts";
+import { PythondError } from "../../protocol/errors.ts";
+import { errReply } from "../../protocol/replies.ts";
+import { SUBPROTOCOL_CODES } from "../../protocol/version.ts";
 
 /** Unseen reply bytes a stream may hold (the run path stops acking the worker at 1 MiB). */
 const WINDOW = 1 << 20;
@@ -25,7 +28,7 @@ const ORPHAN_MS = Number(process.env.PYTHOND_NODE_ORPHAN_AFTER || 900) * 1000;
 
 export interface NodeDispatch {
   /** A connection of this daemon for one hub request. */
-  conn(id: number, streaming: boolean, reply: ClientConnT["reply"], onIdle: () => void): ClientConnT;
+  conn(id: number, protocol: string, reply: ClientConnT["reply"], onIdle: () => void): ClientConnT;
   /** Sessions on this node (heartbeat answer). */
   sessions(): number;
 }
@@ -39,7 +42,7 @@ class NodeStream {
   constructor(
     readonly rid: number,
     private readonly server: NodeServer,
-    streaming: boolean,
+    protocol: string,
     dispatch: NodeDispatch,
   ) {
     this.journal = new JournaledStream(rid);
@@ -53,7 +56,7 @@ class NodeStream {
         return !j.ended;
       },
     };
-    this.conn = dispatch.conn(rid, streaming, reply, () => {
+    this.conn = dispatch.conn(rid, protocol, reply, () => {
       this.inFlight--;
       // A command is answered: the stream ends unless an attachment goes on (then detach ends it).
       if (this.inFlight === 0 && !this.conn.attached) this.end();
@@ -120,7 +123,7 @@ export class NodeServer {
         return mux.send({ op: "reply", rid, ok: true, sessions: this.dispatch.sessions() });
       case "cmd":
       case "resume":
-        return this.open(mux, rid, Number(h.seen ?? 0), h.streaming === true, body);
+        return this.open(mux, rid, Number(h.seen ?? 0), String(h.protocol ?? ""), body);
       case "cancel":
         return; // for a stream already gone
       case IO_OP:
@@ -131,17 +134,17 @@ export class NodeServer {
   }
 
   /** Starts (first time) or resumes (the same rid again) a stream on this link. */
-  private open(mux: Mux, rid: number, seen: number, streaming: boolean, body: Uint8Array): void {
+  private open(mux: Mux, rid: number, seen: number, protocol: string, body: Uint8Array): void {
     let s = this.ledger.get(rid);
     const fresh = !s;
     if (!s) {
       if (this.ledger.wasDone(rid)) {
         // Answered and seen before (or cancelled): never run twice.
         const out = mux.serve(rid, {});
-        out.send("t", { seq: Number.MAX_SAFE_INTEGER - 1 }, `ERR internal: request ${rid} was answered already`);
+        out.send("t", { seq: Number.MAX_SAFE_INTEGER - 1 }, errReply(new PythondError("internal", `request ${rid} was answered already`), protocol === SUBPROTOCOL_CODES));
         return out.end({ seq: Number.MAX_SAFE_INTEGER });
       }
-      s = new NodeStream(rid, this, streaming, this.dispatch);
+      s = new NodeStream(rid, this, protocol, this.dispatch);
       this.ledger.start(rid, s);
     }
     const stream = s;

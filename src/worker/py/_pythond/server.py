@@ -13,8 +13,7 @@ import threading
 import time
 
 from . import capture, cells, main_thread, ops, terminal
-
-WORKER_PROTOCOL = 1
+from .protocol import WORKER_PROTOCOL
 
 
 class Worker(main_thread.MainThread):
@@ -85,7 +84,8 @@ class Worker(main_thread.MainThread):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         self.capture.on_tick = self._flush_corked
         self.capture.start()
-        terminal.install(self, ops.HANDLERS)  # the PTY, its relay thread, the attach ops
+        terminal.install(self)  # the PTY and its relay thread
+        self.handlers = ops.handlers_for(self)
         threading.Thread(target=self._io_loop, name="pythond-io", daemon=True).start()
         if self.config.get("idle_timeout"):
             threading.Thread(target=self._reaper, name="pythond-reaper", daemon=True).start()

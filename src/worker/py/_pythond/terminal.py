@@ -258,7 +258,7 @@ class Terminal(object):
             del self.inq[:n]
 
 
-# -- ops from the daemon (registered into ops.HANDLERS by install) ----------------------------
+# -- ops from the daemon (served when the session has a terminal: ops.handlers_for) -------------
 def _int_or_none(v):
     try:
         n = int(v)
@@ -285,7 +285,10 @@ def _op_resize(w, conn, rid, h, body):
         w.terminal.resize(rows, cols)
 
 
-def install(worker, handlers):
+HANDLERS = {"attach": _op_attach, "detach": _op_detach, "tin": _op_tin, "resize": _op_resize}
+
+
+def install(worker):
     """Creates the session's PTY and relay; a system without PTYs keeps a worker without attach."""
     try:
         if termios is None or not hasattr(os, "openpty"):
@@ -294,6 +297,5 @@ def install(worker, handlers):
     except OSError as e:
         sys.stderr.write("pythond: no terminal for this session: %s\n" % e)
         return
-    handlers.update({"attach": _op_attach, "detach": _op_detach, "tin": _op_tin, "resize": _op_resize})
     human.install(worker, worker.terminal)
     worker.terminal.start()
