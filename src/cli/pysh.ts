@@ -41,6 +41,7 @@ Nodes of this hub (shell commands, shells, files, tunnels):
   pysh put <node> [-r] [--no-resume] <local|-> <remote>     copy there (SHA-256 checked, resumes)
   pysh get <node> [-r] [--no-resume] <remote> <local|->     copy from there
   pysh forward <node> [BIND:]LOCAL_PORT:HOST:PORT           like ssh -L, until Ctrl-C
+  pysh run -l k=v[,k=v] | --all [--session NAME] [--json] <code>   a cell on every matching node
 
 Environment: PYTHOND_SOCK (local socket), PYTHOND_HOST/PYTHOND_TOKEN/PYTHOND_TLS (remote daemon;
 its certificate must be pinned with pyctl pin), PYTHOND_CONNECT_TIMEOUT (seconds, default 10).
@@ -133,6 +134,10 @@ export async function main(argv: string[]): Promise<number> {
   if (cmd === "--version" || cmd === "-V") {
     line(`pysh ${VERSION}`);
     return 0;
+  }
+  if (cmd === "run" && (argv[1] === "-l" || argv[1] === "--all" || argv[1]?.startsWith("--selector"))) {
+    const m = await import("./fleet/run-fanout.ts");
+    return m.runFanoutMain(argv.slice(1));
   }
   if (cmd in FLEET) {
     const m = await import("./fleet/main.ts");

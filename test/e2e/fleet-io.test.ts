@@ -4,7 +4,7 @@
  * in a real PTY, put/get, forwarding, and the faults (no such node, a link cut mid-command).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import { join } from "node:path";
 import { PYSH } from "./harness.ts";
@@ -163,6 +163,23 @@ describe("fan-out", () => {
   }, 60_000);
 });
 
+describe("pysh run on many nodes", () => {
+  test("-l role=web: a cell in session main of each node (created on first use), state kept", async () => {
+    const a = await pysh(["run", "-l", "role=web", "x = 20; print('set')"]);
+    expect(a.code).toBe(0);
+    expect(a.stdout.split("\n").filter(Boolean).sort()).toEqual(["n1: set", "n2: set"]);
+    const b = await pysh(["run", "--all", "--json", "print(x * 2)"]);
+    const objs = b.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    expect(objs.map((o) => [o.id, o.ok, o.output]).sort()).toEqual([
+      ["n1", true, "40\n"],
+      ["n2", true, "40\n"],
+    ]);
+    const c = await pysh(["run", "-l", "tier=b", "--session", "other", "1/0"]);
+    expect(c.code).toBe(1);
+    expect(c.stderr).toContain("ZeroDivisionError");
+  });
+});
+
 describe("files", () => {
   test("put and get: bytes and mode kept, relative to the node's home, -r for directories", async () => {
     const src = join(hub.d.e.dir, "local.bin");
@@ -282,6 +299,62 @@ describe("forward", () => {
 });
 
 describe("faults", () => {
+  test("a link cut in the middle of a shell and of a transfer: the shell waits, the copy resumes", async () => {
+    const relay = await Relay.start(hub.port);
+    const n5 = await joinNode(hub, "n5", [], relay.port);
+    try {
+      // a shell with something on its screen
+      let screen = "";
+      const waiters: (() => void)[] = [];
+      const see = async (t: string) => {
+        while (!screen.includes(t)) await new Promise<void>((r) => waiters.push(r));
+      };
+      const open = (args: string[]) =>
+        Bun.spawn([PYSH, ...args], {
+          env: { ...hub.d.e.env, SHELL: "/bin/sh" },
+          terminal: { cols: 80, rows: 24, data: (_t, d) => ((screen += Buffer.from(d).toString()), waiters.splice(0).forEach((w) => w())) },
+        });
+      const sh = open(["shell", "n5"]);
+      await see("Ctrl-] detaches");
+      const id = /shell (\S+) on 'n5'/.exec(screen)![1]!;
+      sh.terminal!.write("echo kept-$((2*21))\r");
+      await see("kept-42");
+      // a big put, cut once some of it has arrived
+      const src = join(hub.d.e.dir, "big.bin");
+      const block = crypto.getRandomValues(new Uint8Array(1 << 20));
+      const f = Bun.file(src).writer();
+      for (let i = 0; i < 300; i++) {
+        block[0] = i;
+        f.write(block);
+      }
+      await f.end();
+      const put = Bun.spawn([PYSH, "put", "n5", src, "big.bin"], { env: hub.d.e.env, stdout: "pipe", stderr: "pipe" });
+      const part = () => readdirSync(n5.e.home).find((x) => x.endsWith(".pysh-part"));
+      while (!(part() && statSync(join(n5.e.home, part()!)).size > 5_000_000)) await Bun.sleep(20);
+      relay.stall();
+      expect(await put.exited).toBe(1);
+      expect(await new Response(put.stderr).text()).toMatch(/^ERR .*(link lost|connection lost)/);
+      expect(existsSync(join(n5.e.home, "big.bin"))).toBe(false); // nothing under the final name
+      expect(await sh.exited).toBe(0); // the viewer learned the link went
+      relay.heal();
+      await n5.log.waitFor(/hub link back/);
+      const again = await pysh(["put", "n5", src, "big.bin"]);
+      expect(again.code).toBe(0);
+      expect(again.stderr).toMatch(/resumed: \S+ \S+ were already on 'n5'/);
+      expect(new Bun.CryptoHasher("sha256").update(readFileSync(join(n5.e.home, "big.bin"))).digest("hex")).toBe(
+        new Bun.CryptoHasher("sha256").update(readFileSync(src)).digest("hex"),
+      );
+      screen = "";
+      const back = open(["shell", "n5", "--attach", id]);
+      await see("kept-42"); // still there, screen replayed
+      back.terminal!.write("exit 5\r");
+      expect(await back.exited).toBe(5);
+    } finally {
+      await n5[Symbol.asyncDispose]();
+      relay.stop();
+    }
+  }, 90_000);
+
   test("a link cut in the middle of a command: 255, the command runs on, pysh job has it all", async () => {
     const relay = await Relay.start(hub.port);
     const n4 = await joinNode(hub, "n4", [], relay.port);
