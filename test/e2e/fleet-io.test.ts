@@ -4,7 +4,7 @@
  * in a real PTY, put/get, forwarding, and the faults (no such node, a link cut mid-command).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import { join } from "node:path";
 import { PYSH } from "./harness.ts";
@@ -161,6 +161,19 @@ describe("fan-out", () => {
     expect(r.stderr).toContain("2 of 3 nodes did not succeed");
     await n3[Symbol.asyncDispose]();
   }, 60_000);
+
+  test("--fail-fast: after the first failure no other node starts", async () => {
+    writeFileSync(join(n1.e.home, "fail-here"), "");
+    try {
+      const r = await pysh(["sh", "--all", "--fail-fast", "--max-concurrency", "1", "--json", "--", "test ! -e ~/fail-here"]);
+      expect(r.code).toBe(1);
+      const byId = Object.fromEntries(r.stdout.trim().split("\n").map((l) => [JSON.parse(l).id, JSON.parse(l)]));
+      expect(byId.n1).toMatchObject({ status: "failed", exit: 1 });
+      expect(byId.n2).toMatchObject({ status: "skipped", exit: null });
+    } finally {
+      rmSync(join(n1.e.home, "fail-here"));
+    }
+  });
 });
 
 describe("pysh run on many nodes", () => {

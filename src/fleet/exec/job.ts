@@ -72,6 +72,8 @@ export interface OutputEvent {
 export const KEEP = 8 << 20;
 export const WINDOW = 1 << 20;
 export const KILL_GRACE_MS = 3000;
+/** Most bytes a reader takes in one piece when several pipe reads are waiting. */
+const BATCH = 256 << 10;
 
 export function defaultShell(): string {
   const sh = process.env.SHELL;
@@ -312,9 +314,25 @@ export class OutputReader implements AsyncIterableIterator<OutputEvent> {
       if (c) {
         const fd: 1 | 2 = c === a ? 1 : 2;
         const skipped = c.offset - this.pos[fd - 1]!;
-        this.pos[fd - 1] = c.offset + c.data.length;
+        // Take what is already there of the same stream in one piece (up to BATCH), as long as it
+        // arrived before the other stream's next chunk: fewer, larger messages downstream.
+        const ring = fd === 1 ? this.job.out : this.job.err;
+        const other = fd === 1 ? b : a;
+        let end = c.offset + c.data.length;
+        const parts = [c.data];
+        let size = c.data.length;
+        while (size < BATCH) {
+          const d = ring.at(end);
+          if (!d || (other && d.seq > other.seq)) break;
+          const take = d.data.subarray(0, BATCH - size);
+          parts.push(take);
+          size += take.length;
+          end += take.length;
+        }
+        this.pos[fd - 1] = end;
         this.job.wake(); // a pump may be waiting for this reader to move
-        return { done: false, value: { fd, offset: c.offset, data: c.data, skipped } };
+        const data = parts.length === 1 ? c.data : Buffer.concat(parts, size);
+        return { done: false, value: { fd, offset: c.offset, data, skipped } };
       }
       if (this.job.result) {
         this.close();
