@@ -30,7 +30,7 @@ async function pysh(args: string[], stdin?: Uint8Array | string) {
   const p = Bun.spawn([PYSH, ...args], {
     env: hub.d.e.env,
     cwd: hub.d.e.dir,
-    stdin: stdin === undefined ? "ignore" : new Blob([stdin]),
+    stdin: stdin === undefined ? "ignore" : new Blob([stdin as BlobPart]),
     stdout: "pipe",
     stderr: "pipe",
   });

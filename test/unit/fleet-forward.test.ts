@@ -21,7 +21,7 @@ async function target(kind: "echo" | "after-eof" | "sink"): Promise<number> {
       s.on("end", () => s.end(`got ${n}`));
     } else {
       const parts: Buffer[] = [];
-      s.on("data", (d) => parts.push(d));
+      s.on("data", (d) => parts.push(d as Buffer));
       s.on("end", () => s.end(`reply to ${Buffer.concat(parts).toString()}`));
     }
   });
@@ -56,7 +56,7 @@ function dial(port: number): Promise<Socket> {
 function readAll(s: Socket): Promise<Buffer> {
   const parts: Buffer[] = [];
   return new Promise((resolve, reject) => {
-    s.on("data", (d) => parts.push(d));
+    s.on("data", (d) => parts.push(d as Buffer));
     s.on("end", () => resolve(Buffer.concat(parts)));
     s.on("error", reject);
   });

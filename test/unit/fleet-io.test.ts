@@ -125,13 +125,16 @@ describe("node io: sh and job", () => {
   test("job kill ends the whole group (a forked grandchild too)", async () => {
     const l = link();
     const { id } = await startDetached(l.open({ kind: "sh", command: "sleep 60 & echo $!; wait", detach: true }));
+    // the grandchild's pid: its first output line (waited for on the job itself: polling `info`
+    // over the in-memory link would never yield to the pipe's I/O)
+    const reader = nodeIo.jobs.get(id).output();
+    const first = await reader.next();
+    reader.close();
+    const pid = Number(Buffer.from(first.value!.data).toString().trim());
+    expect(pid).toBeGreaterThan(0);
     const c = collect();
-    // the grandchild's pid, from the kept output
-    let pid = 0;
-    while (!pid) {
-      await jobRequest(l.open({ kind: "job", action: "info", id }), c.sinks);
-      pid = Number(c.text()[0].trim());
-    }
+    await jobRequest(l.open({ kind: "job", action: "info", id }), c.sinks);
+    expect(c.text()[0]).toBe(`${pid}\n`);
     const k = await jobRequest(l.open({ kind: "job", action: "kill", id }), collect().sinks);
     expect(k.t === "exit" && k.result.killed).toBe(true);
     for (let i = 0; i < 500; i++) {

@@ -82,13 +82,8 @@ export async function shMain(argv: string[]): Promise<number> {
     }
   }
   const stdin = await stdinChunks();
-  let id: string | undefined;
   try {
-    const { result } = await runSh(await openTunnel(node, { ...spec, stdin: stdin !== undefined }), {
-      ...SINKS,
-      stdin,
-      started: (jid) => (id = jid),
-    });
+    const { result } = await runSh(await openTunnel(node, { ...spec, stdin: stdin !== undefined }), { ...SINKS, stdin });
     if (result.timedOut) stderr(`pysh: timed out after ${a.opts.timeout}s on '${node}': SIGTERM to the command's process group, SIGKILL 3 s later (exit 124)\n`);
     return result.exit;
   } catch (e) {
@@ -100,8 +95,6 @@ export async function shMain(argv: string[]): Promise<number> {
       return 255;
     }
     return fail(e);
-  } finally {
-    void id;
   }
 }
 

@@ -153,11 +153,11 @@ export class Job {
     await Promise.all([this.pump(this.proc.stdout, this.out, 1), this.pump(this.proc.stderr, this.err, 2), this.proc.exited]);
     this.dropStdin();
     for (const t of this.timers) clearTimeout(t);
-    const signal = this.proc.signalCode ?? null;
+    const signal = (this.proc.signalCode as string | null) ?? null;
     const code = signal ? null : this.proc.exitCode;
     const n = signal ? ((osc.signals as Record<string, number>)[signal] ?? 0) : 0;
     const timedOut = this.ending === "timeout";
-    this.result = {
+    const result: JobResult = {
       exit: timedOut ? 124 : signal ? 128 + n : (code ?? 255),
       code,
       signal,
@@ -165,8 +165,9 @@ export class Job {
       killed: this.ending === "kill",
       durationMs: Date.now() - this.startedAt,
     };
+    this.result = result;
     this.wake();
-    return this.result;
+    return result;
   }
 
   private async pump(stream: ReadableStream<Uint8Array>, ring: OutputRing, fd: 1 | 2): Promise<void> {

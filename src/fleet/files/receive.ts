@@ -220,10 +220,11 @@ async function receiveToStream(io: Duplex, m: FileEntry, opts: ReceiveOptions, s
       if (hasher.digest("hex") !== end.sha256) throw new PythondError("checksum_mismatch", "checksum mismatch (SHA-256 differs from the sender's)");
       break;
     }
-    await opts.stdout?.(d!);
-    hasher.update(d!);
-    pos += d!.length;
-    sum.bytes += d!.length;
+    const bytes = d as Uint8Array;
+    await opts.stdout?.(bytes);
+    hasher.update(bytes);
+    pos += bytes.length;
+    sum.bytes += bytes.length;
     opts.onProgress?.("-", pos, m.size);
   }
   sum.files++;

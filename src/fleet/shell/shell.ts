@@ -124,10 +124,11 @@ export class Shell {
     await Promise.race([closed, new Promise<void>((r) => (timer = setTimeout(r, 500)))]);
     clearTimeout(timer);
     clearTimeout(this.linger);
-    const signal = this.proc.signalCode ?? null;
+    const signal = (this.proc.signalCode as string | null) ?? null;
     const code = signal ? null : this.proc.exitCode;
     const n = signal ? ((osc.signals as Record<string, number>)[signal] ?? 0) : 0;
-    this.result = { exit: signal ? 128 + n : (code ?? 255), code, signal };
+    const result: ShellExit = { exit: signal ? 128 + n : (code ?? 255), code, signal };
+    this.result = result;
     try {
       this.terminal.close();
     } catch {
@@ -135,9 +136,9 @@ export class Shell {
     }
     for (const v of [...this.viewers]) {
       this.viewers.delete(v);
-      v.viewer.ended(this.result);
+      v.viewer.ended(result);
     }
-    return this.result;
+    return result;
   }
 
   private onOutput(bytes: Uint8Array): void {
