@@ -84,8 +84,8 @@ export const COMMANDS = {
    * matching node from the hub (`--all` or `-l k=v,…`), JSON records back. Hub clients only: a
    * node never relays further.
    */
-  io: { synopsis: "io <node>\\n<spec JSON>", min: 1, max: 1, callers: ["local", "remote"] },
-  fanout: { synopsis: "fanout [--all] [--selector k=v,…] [--max-concurrency N] [--fail-fast]\\n<spec JSON>", min: 0, max: 0, valued: ["selector", "max-concurrency"], switches: ["all", "fail-fast"], callers: ["local", "remote"] },
+  io: { synopsis: "io <node>", min: 1, max: 1, callers: ["local", "remote"] },
+  fanout: { synopsis: "fanout [--all] [--selector k=v,…] [--max-concurrency N] [--fail-fast]", min: 0, max: 0, valued: ["selector", "max-concurrency"], switches: ["all", "fail-fast"], callers: ["local", "remote"] },
 } as const satisfies Record<string, CommandSpec>;
 
 export type CommandName = keyof typeof COMMANDS;

@@ -12,6 +12,7 @@ import { ReplyError } from "../../client/api.ts";
 import type { JobResult } from "../../fleet/exec/job.ts";
 import { FANOUT_OK } from "../../fleet/io/fanout.ts";
 import { PythondError } from "../../protocol/errors.ts";
+import { isError, OK } from "../../protocol/replies.ts";
 import type { IoSpec } from "../../protocol/fleet-io.ts";
 import { errLine, line, stderr, stdout } from "../out.ts";
 import { describeResult } from "./sh.ts";
@@ -101,7 +102,7 @@ export async function fanoutMain(spec: Extract<IoSpec, { kind: "sh" }>, opts: Re
     client = await Client.open();
     client.send(`fanout ${args.join(" ")}\n${JSON.stringify(spec)}`);
     const first = await client.nextText();
-    if (first !== FANOUT_OK) throw new ReplyError(first.startsWith("ERR ") ? first : `ERR ${first}`, client.codes);
+    if (first !== FANOUT_OK) throw new ReplyError(first, client.codes);
     let final = "";
     for (;;) {
       const m = await client.next();
@@ -115,7 +116,7 @@ export async function fanoutMain(spec: Extract<IoSpec, { kind: "sh" }>, opts: Re
         continue;
       }
       const t = m.text;
-      if (t === "OK" || t.startsWith("ERR ")) {
+      if (t === OK || isError(t)) {
         final = t;
         break;
       }
@@ -144,7 +145,7 @@ export async function fanoutMain(spec: Extract<IoSpec, { kind: "sh" }>, opts: Re
     }
     const bad = nodes.filter((n) => n.status !== "ok").length;
     if (bad) stderr(`pysh: ${bad} of ${nodes.length} node${nodes.length === 1 ? "" : "s"} did not succeed\n`);
-    return final === "OK" && bad === 0 ? 0 : 1;
+    return final === OK && bad === 0 ? 0 : 1;
   } catch (e) {
     errLine(e instanceof ReplyError ? e.reply : PythondError.from(e).toFrame());
     return 255;

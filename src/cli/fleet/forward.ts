@@ -11,6 +11,7 @@ import { openTunnel } from "../../fleet/io/client-tunnel.ts";
 import { listenForward } from "../../fleet/forward/forward.ts";
 import { parseForwardSpec } from "../../fleet/forward/spec.ts";
 import { PythondError } from "../../protocol/errors.ts";
+import { isError } from "../../protocol/replies.ts";
 import { errLine, stderr } from "../out.ts";
 
 const USAGE = "usage: pysh forward <node> [BIND:]LOCAL_PORT:HOST:PORT";
@@ -21,7 +22,7 @@ async function checkNode(node: string): Promise<void> {
   try {
     c.send("nodes --json");
     const text = await c.nextText();
-    if (text.startsWith("ERR ")) throw new ReplyError(text, c.codes);
+    if (isError(text)) throw new ReplyError(text, c.codes);
     const nodes = JSON.parse(text) as Array<{ id: string; state: string }>;
     const n = nodes.find((x) => x.id === node);
     if (!n) throw new PythondError("no_node", `no node '${node}' -- nodes: ${nodes.map((x) => x.id).join(", ") || "(none)"}`);

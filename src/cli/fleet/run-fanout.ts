@@ -61,7 +61,8 @@ export async function runFanoutMain(argv: string[]): Promise<number> {
   }
   const chosen = nodes.filter((n) => all || matches(n.labels ?? {}, sel!));
   if (!chosen.length) {
-    errLine(`ERR no node matches ${all ? "--all" : `-l ${Object.entries(sel!).map(([k, v]) => `${k}=${v}`).join(",")}`} (see: pysh nodes)`);
+    const what = all ? "--all" : `-l ${Object.entries(sel!).map(([k, v]) => `${k}=${v}`).join(",")}`;
+    errLine(new PythondError("no_node", `no node matches ${what} (see: pysh nodes)`).toFrame());
     return 255;
   }
   let bad = 0;
@@ -107,14 +108,14 @@ export async function runFanoutMain(argv: string[]): Promise<number> {
       }
       if (!json && partial.length) stdout(Buffer.concat([prefix, ...partial, enc.encode("\n")]));
       if (!r.ok) bad++;
-      const error = r.ok ? undefined : r.final.replace(/^ERR /, "");
+      const error = r.ok ? undefined : parseError(r.final, false).message;
       if (json) line(JSON.stringify({ id: n.id, status: r.ok ? "ok" : "failed", ok: r.ok, output: Buffer.concat(kept).toString(), ...(total > CUT ? { output_cut: true, output_bytes: total } : {}), ...(error ? { error } : {}) }));
       else if (error) stderr(`${n.id}: ${error.replace(/\n/g, `\n${n.id}: `)}\n`);
     } catch (e) {
       bad++;
       const msg = e instanceof ReplyError ? e.message : PythondError.from(e).message;
       if (json) line(JSON.stringify({ id: n.id, status: "error", ok: false, output: "", error: msg }));
-      else stderr(`${n.id}: ERR ${msg}\n`);
+      else stderr(`${n.id}: ${new PythondError("io", msg).toFrame()}\n`);
     } finally {
       c.close();
     }
@@ -130,6 +131,6 @@ export async function runFanoutMain(argv: string[]): Promise<number> {
 }
 
 function usage(why?: string): number {
-  errLine(`ERR ${USAGE}${why ? `\n(${why})` : ""}`);
+  errLine(new PythondError("usage", `${USAGE}${why ? `\n(${why})` : ""}`).toFrame());
   return 255;
 }

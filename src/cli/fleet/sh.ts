@@ -88,10 +88,10 @@ export async function shMain(argv: string[]): Promise<number> {
     return result.exit;
   } catch (e) {
     if (e instanceof CommandLost && e.id) {
-      errLine(
-        `ERR lost the link to node '${node}' during the command: it is still running there (job ${e.id}); ` +
-          `its output so far and the rest: pysh job ${node} ${e.id} --wait`,
-      );
+      const msg =
+        `lost the link to node '${node}' during the command: it is still running there (job ${e.id}); ` +
+        `its output so far and the rest: pysh job ${node} ${e.id} --wait`;
+      errLine(new PythondError("node_offline", msg).toFrame());
       return 255;
     }
     return fail(e);

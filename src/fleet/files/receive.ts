@@ -131,6 +131,23 @@ async function makeDir(path: string, mode: number): Promise<void> {
   });
 }
 
+/**
+ * Part files being written in this process. A transfer cut off by a dropped link may still be
+ * finishing its last write when the same copy is run again and resumes from that part file: the
+ * new one waits for the old one to let go first (two writers would corrupt it).
+ */
+const writing = new Map<string, Promise<void>>();
+
+async function holdPart(part: string): Promise<() => void> {
+  for (let prev = writing.get(part); prev; prev = writing.get(part)) await prev;
+  let release!: () => void;
+  writing.set(part, new Promise<void>((r) => (release = r)));
+  return () => {
+    writing.delete(part);
+    release();
+  };
+}
+
 function partName(path: string, m: FileEntry): string {
   const tag = m.size === null ? randomBytes(4).toString("hex") : Bun.hash(`${m.size}:${m.mtime}:${m.mode}`).toString(16).slice(0, 10);
   return join(dirname(path), `.${basename(path)}.${tag}.pysh-part`);
@@ -140,6 +157,15 @@ async function receiveFile(io: Duplex, path: string, m: FileEntry, opts: Receive
   const existing = await statOrNull(path);
   if (existing?.isDirectory()) throw new PythondError("is_directory", `${path} is a directory`);
   const part = partName(path, m);
+  const release = await holdPart(part);
+  try {
+    await receiveInto(io, path, part, m, opts, sum);
+  } finally {
+    release();
+  }
+}
+
+async function receiveInto(io: Duplex, path: string, part: string, m: FileEntry, opts: ReceiveOptions, sum: ReceiveSummary): Promise<void> {
   const hasher = new Bun.CryptoHasher("sha256");
   let offset = 0;
   const old = opts.resume === false || m.size === null ? null : await statOrNull(part);

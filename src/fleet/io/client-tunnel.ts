@@ -6,7 +6,7 @@
 import { Client } from "../../client/connect.ts";
 import { ReplyError } from "../../client/api.ts";
 import { PythondError } from "../../protocol/errors.ts";
-import { parseError } from "../../protocol/replies.ts";
+import { isError, parseError } from "../../protocol/replies.ts";
 import type { IoSpec } from "../../protocol/fleet-io.ts";
 import { IO_OK } from "./hub-io.ts";
 import { TunnelDuplex, unitBytes, type Pipe } from "./tunnel.ts";
@@ -16,7 +16,7 @@ export async function openTunnel(node: string, spec: IoSpec, opts: { client?: Cl
   try {
     client.send(`io ${node}\n${JSON.stringify(spec)}`);
     const first = await client.nextText();
-    if (first !== IO_OK) throw new ReplyError(first.startsWith("ERR ") ? first : `ERR ${first}`, client.codes);
+    if (first !== IO_OK) throw new ReplyError(first, client.codes);
   } catch (e) {
     client.close();
     throw e;
@@ -41,7 +41,7 @@ export async function openTunnel(node: string, spec: IoSpec, opts: { client?: Cl
       for (;;) {
         const m = await client.next();
         if ("binary" in m) onUnit(m.binary);
-        else if (m.text.startsWith("ERR ")) return onClose(parseError(m.text, client.codes).message);
+        else if (isError(m.text)) return onClose(parseError(m.text, client.codes).message);
       }
     } catch (e) {
       onClose(PythondError.from(e).message);

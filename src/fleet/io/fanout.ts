@@ -18,13 +18,14 @@ import type { ClientConn } from "../../daemon/conn.ts";
 import type { Request } from "../../protocol/commands.ts";
 import { PythondError } from "../../protocol/errors.ts";
 import { parseLabels } from "../../protocol/fleet.ts";
+import { errReply, okReply } from "../../protocol/replies.ts";
 import type { FleetHub } from "../hub/hub.ts";
 import { runSh } from "./client.ts";
 import { parseSpec } from "./hub-io.ts";
 import { openPipe } from "./mux-pipe.ts";
 import { TunnelDuplex } from "./tunnel.ts";
 
-export const FANOUT_OK = "OK fanout";
+export const FANOUT_OK = okReply("fanout");
 export const DEFAULT_CONCURRENCY = 256;
 /** The client connection's backlog at which output stops being acknowledged to the nodes. */
 const CLIENT_HIGH = 4 << 20;
@@ -113,6 +114,6 @@ export async function hubFanout(fleet: FleetHub | undefined, conn: ClientConn, r
     for (const r of running) r.close();
   });
   await Promise.all(Array.from({ length: Math.min(max, nodes.length) }, worker));
-  if (conn.open) conn.reply.text(failed ? "ERR some nodes failed" : "OK");
+  if (conn.open) conn.reply.text(failed ? errReply(new PythondError("execution_failed", "some nodes failed"), conn.codes) : okReply());
   return failed ? "error" : "ok";
 }

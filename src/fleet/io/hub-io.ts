@@ -10,10 +10,11 @@ import type { ClientConn } from "../../daemon/conn.ts";
 import type { Request } from "../../protocol/commands.ts";
 import { PythondError } from "../../protocol/errors.ts";
 import { IO_KINDS, type IoSpec } from "../../protocol/fleet-io.ts";
+import { errReply, okReply } from "../../protocol/replies.ts";
 import type { FleetHub } from "../hub/hub.ts";
 import { openPipe } from "./mux-pipe.ts";
 
-export const IO_OK = "OK io";
+export const IO_OK = okReply("io");
 
 export function parseSpec(body: string): IoSpec {
   let spec: IoSpec;
@@ -64,7 +65,7 @@ export async function hubIo(fleet: FleetHub | undefined, conn: ClientConn, req: 
       if (conn.open) conn.reply.binary(u);
     });
     pipe.onClose((reason) => {
-      if (reason !== "ended" && conn.open) conn.reply.text(new PythondError("node_offline", `node '${node}': ${reason}`).toFrame());
+      if (reason !== "ended" && conn.open) conn.reply.text(errReply(new PythondError("node_offline", `node '${node}': ${reason}`), conn.codes));
       end(reason === "ended" ? "ok" : "error");
     });
     conn.onClose(() => {
