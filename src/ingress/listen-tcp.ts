@@ -54,7 +54,9 @@ export interface NodeIngress {
 }
 
 const PREAUTH_MS = 10_000;
-const MAX_PREAUTH_PER_SOURCE = 64;
+/** Connections from one source still in TLS or before their request head. A fleet behind one NAT
+ * address, or the node simulator (bench/fleet-sim.ts), may need more: PYTHOND_PREAUTH_PER_SOURCE. */
+const MAX_PREAUTH_PER_SOURCE = Number(process.env.PYTHOND_PREAUTH_PER_SOURCE || 64);
 const MAX_EARLY = 64 * 1024;
 const PROTOCOLS = SUBPROTOCOLS;
 
