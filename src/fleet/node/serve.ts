@@ -11,7 +11,8 @@
  * Journals live for the hub instance that made them: a restarted hub has other ids and no
  * clients waiting, so its first link drops them (their cells run on; `pysh wait` has the rest).
  */
-import type { ClientConn as ClientConnT } from "../../daemon/conn.ts";
+import { ClientConn, type ClientConn as ClientConnT } from "../../daemon/conn.ts";
+import { handle, parse, type DaemonContext } from "../../daemon/dispatch.ts";
 import type { Mux, Outgoing } from "../../link/mux.ts";
 import type { WorkerHeader } from "../../link/frame.ts";
 import { JournaledStream, RidLedger } from "../../link/resume.ts";
@@ -29,6 +30,31 @@ export interface NodeDispatch {
   conn(id: number, protocol: string, reply: ClientConnT["reply"], onIdle: () => void): ClientConnT;
   /** Sessions on this node (heartbeat answer). */
   sessions(): number;
+}
+
+/**
+ * The dispatch of a node daemon for its hub: each hub request is a connection of its own, caller
+ * `hub`, on this daemon's one router (so the command table decides what a hub may ask).
+ */
+export function hubDispatch(ctx: DaemonContext, peer: string, nextConnId: () => number): NodeDispatch {
+  return {
+    conn: (_rid, protocol, reply, onIdle) =>
+      new ClientConn(nextConnId(), peer, "hub", protocol, reply, {
+        prepare: (_c, text) => {
+          const p = parse(ctx, text);
+          if (p === null) queueMicrotask(onIdle);
+          return p;
+        },
+        handle: async (c, p) => {
+          try {
+            await handle(ctx, c, p as NonNullable<ReturnType<typeof parse>>);
+          } finally {
+            onIdle();
+          }
+        },
+      }),
+    sessions: () => ctx.registry.list().length,
+  };
 }
 
 class NodeStream {
