@@ -11,6 +11,10 @@ import { JournaledStream, RidLedger, ResumeCursor } from "../../src/link/resume.
 import { NodePort } from "../../src/fleet/hub/port.ts";
 import { NodeTarget, type AttachStream } from "../../src/fleet/hub/target.ts";
 import { Admission } from "../../src/fleet/hub/admit.ts";
+import { HubLink } from "../../src/fleet/hub/link.ts";
+import type { FleetHub } from "../../src/fleet/hub/hub.ts";
+import type { NodeEntry } from "../../src/fleet/hub/registry.ts";
+import type { RawWsChannel } from "../../src/fleet/hub/ws-server.ts";
 import { hubDispatch, NodeServer } from "../../src/fleet/node/serve.ts";
 import type { ClientConn } from "../../src/daemon/conn.ts";
 import { SUBPROTOCOL_CODES } from "../../src/protocol/version.ts";
@@ -140,6 +144,21 @@ describe("node/session through the link", () => {
     await until(() => fleet!.port.mux === undefined, "the link to go");
     fleet.link("hub-2");
     await until(() => fleet!.node.log().includes("cmd=run") && fleet!.worker.seen.filter((h) => h.op === "run").length === 1, "the run to have reached the worker once");
+  });
+});
+
+describe("what a node may ask of the hub", () => {
+  test("nothing: any request from a node is refused, and logged with its id", async () => {
+    const logged: string[] = [];
+    const hub = { logNode: (_e: NodeEntry, _s: string, detail: string) => logged.push(detail), beats: () => ({ add() {}, remove() {} }), linkDown() {} };
+    const entry = { id: "n1" } as NodeEntry;
+    const [a, b] = memoryPair();
+    const link = new HubLink(hub as unknown as FleetHub, entry, new NodePort("n1"), a as unknown as RawWsChannel, 1);
+    const node = new Mux(b);
+    const r = await node.request("run", {}, "stop");
+    expect(r.header).toMatchObject({ ok: false, code: "not_allowed" });
+    expect(logged).toEqual(["refused op from node: run"]);
+    link.close(1000, "done");
   });
 });
 
