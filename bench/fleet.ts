@@ -110,9 +110,21 @@ class Sims {
   }
 }
 
-async function waitAllUp(s: Sims, n: number, what: string, minWelcomed = 0): Promise<number> {
+async function waitAllUp(s: Sims, n: number, what: string, hubPid?: number): Promise<number> {
   const t0 = performance.now();
-  await until(() => s.sum().up >= n && s.sum().welcomed >= minWelcomed, what, 180_000);
+  const progress = setInterval(() => {
+    const x = s.sum();
+    let cpu = "";
+    try {
+      if (hubPid) cpu = ` hub cpu ${cpuSeconds(hubPid).toFixed(1)}s`;
+    } catch {}
+    process.stderr.write(`  ${((performance.now() - t0) / 1000).toFixed(0)}s: up ${x.up} welcomed ${x.welcomed} retries ${x.retries} refused ${x.refused}${cpu}\n`);
+  }, 5000);
+  try {
+    await until(() => s.sum().up >= n, what, 300_000);
+  } finally {
+    clearInterval(progress);
+  }
   return (performance.now() - t0) / 1000;
 }
 
@@ -167,7 +179,7 @@ export async function benchFleet(o: BenchOptions): Promise<BenchResult> {
     // first join of every node (enrollment with the token)
     const s = new Sims(hub, keyDirs, total, token);
     sims.push(s);
-    const enroll = await waitAllUp(s, total, `${total} nodes to enroll`);
+    const enroll = await waitAllUp(s, total, `${total} nodes to enroll`, hub.proc.pid);
     const enrollRetries = s.sum().retries;
     rows.push({ figure: `${total.toLocaleString("en-US")} nodes enrolled (first join, TLS, token)`, value: `${enroll.toFixed(1)} s`, target: "≤ 30 s", met: enroll <= 30 });
     notes.push(`enrollment: ${enrollRetries} retry-after answers; the simulator's keys: ${PROCS} (one per process: the hub binds ${total} ids)`);
@@ -194,7 +206,7 @@ export async function benchFleet(o: BenchOptions): Promise<BenchResult> {
     await until(() => s.sum().up === 0, "every link to notice", 60_000);
     const retries0 = s.sum().retries;
     hub = await startHub({ ...scratch, dir: scratch.dir, sock: hub.sock, home: hub.home, env: hub.env }, hub.port);
-    const back = await waitAllUp(s, total, `${total} nodes to come back`);
+    const back = await waitAllUp(s, total, `${total} nodes to come back`, hub.proc.pid);
     await Bun.sleep(3000);
     const twice = s.sum().welcomed - before - total;
     rows.push({ figure: "all back after a hub SIGKILL + restart (mTLS)", value: `${back.toFixed(1)} s`, baseline: `${enroll.toFixed(1)} s (first join)`, ratio: ratio(back, enroll), target: "≤ 60 s, none dropped", met: back <= 60 && twice <= 0 });

@@ -90,6 +90,9 @@ describe("node/session through the link", () => {
     expect(await c.ask("run n1/w\nfail:boom")).toStartWith("CELL ");
     expect(await c.nextText()).toBe("ERR execution_failed: execution failed\nboom");
     expect(await c.ask("status n1/nope")).toStartWith("ERR no_session: no session 'nope'");
+    // every answered request is let go on both sides: no stream, journal or port entry stays
+    const ledger = (fleet.server as unknown as { ledger: { streams(): unknown[] } }).ledger;
+    await until(() => ledger.streams().length === 0 && fleet!.port.streams.size === 0, "every stream to be let go");
   });
 
   test("the node answers the hub as caller hub: control commands are refused by its table", async () => {
@@ -158,6 +161,13 @@ describe("what a node may ask of the hub", () => {
     const r = await node.request("run", {}, "stop");
     expect(r.header).toMatchObject({ ok: false, code: "not_allowed" });
     expect(logged).toEqual(["refused op from node: run"]);
+    // a late answer (a reply, an end) is dropped without an answer: two ends never echo
+    const got: string[] = [];
+    node.onFrame = (h) => got.push(h.op);
+    node.send({ op: "reply", rid: 99, ok: true });
+    node.send({ op: "end", rid: 98 });
+    expect((await node.request("run", {}, "again")).header.ok).toBe(false);
+    expect(got).toEqual([]);
     link.close(1000, "done");
   });
 });

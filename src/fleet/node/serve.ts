@@ -148,8 +148,22 @@ export class NodeServer {
       case "cmd":
       case "resume":
         return this.open(mux, rid, Number(h.seen ?? 0), String(h.protocol ?? ""), body);
-      case "cancel":
-        return; // for a stream already gone
+      case "seen":
+      case "cancel": {
+        // A stream whose end frame has gone out is no longer the link's: its `seen` (or a cancel)
+        // comes here. Nothing is answered (an answer to an answer could echo forever).
+        const s = this.ledger.get(rid);
+        if (!s) return;
+        if (h.op === "cancel") {
+          s.abandon();
+          return this.finished(s);
+        }
+        return s.input(h, body);
+      }
+      case "t":
+      case "b":
+      case "reply":
+        return; // for a stream already over
       default:
         if (h.rid !== undefined) mux.send({ op: "reply", rid, ok: false, code: "unknown_command", error: `a node does not serve ${String(h.op)}` });
     }
