@@ -29,6 +29,22 @@ const hubPem = readFileSync(hubCertPath!, "utf8");
 const key = { certPem: readFileSync(join(keyDir!, "cert.pem"), "utf8"), keyPem: readFileSync(join(keyDir!, "key.pem"), "utf8"), fingerprint: "" };
 key.fingerprint = fingerprintOfPem(key.certPem);
 const count = Number(countArg);
+/**
+ * Dials in flight at once in this process. A real node is one machine with one link; thousands of
+ * them in one process would otherwise all wait on this process's own event loop and TLS work at
+ * once, and time out in the hub's pre-auth stage (10 s) while nobody is busy.
+ */
+const CONCURRENCY = Number(process.env.SIM_CONCURRENCY || 64);
+let inFlight = 0;
+const queue: Array<() => void> = [];
+async function slot(): Promise<() => void> {
+  if (inFlight >= CONCURRENCY) await new Promise<void>((r) => queue.push(r));
+  inFlight++;
+  return () => {
+    inFlight--;
+    queue.shift()?.();
+  };
+}
 const stats = { up: 0, welcomed: 0, retries: 0, refused: 0, dialing: 0, requests: 0 };
 let hubInstance: string | undefined;
 
@@ -36,6 +52,7 @@ function simulate(i: number): void {
   const id = `${prefix}-${i}`;
   const r: Redialer = new Redialer(
     async () => {
+      const release = await slot();
       stats.dialing++;
       try {
         const { ws, welcome } = await dialHub({ url, id, key, token, labels: { sim: "1" }, heartbeat: 10, fingerprint: fingerprintOfPem(hubPem), hubPem, hubInstance, timeoutMs: 30_000 });
@@ -64,6 +81,7 @@ function simulate(i: number): void {
         throw e;
       } finally {
         stats.dialing--;
+        release();
       }
     },
     { baseMs: 500, capMs: 30_000 },
