@@ -138,6 +138,29 @@ describe("node/session through the link", () => {
     expect(fleet.worker.seen.filter((h) => h.op === "run").length).toBe(1);
   });
 
+  test("a slow hub client holds the cell on the node: neither side's memory grows; reading resumes it", async () => {
+    fleet = await new Fleet().start();
+    const c = fleet.hub.client();
+    c.daemonEnd.hold(); // the hub's client stops reading
+    const size = 8_000_000;
+    c.send(`run n1/w\nbig:${size}`);
+    const ledger = (fleet.server as unknown as { ledger: { streams(): Array<{ journal: { buffered(): number } }> } }).ledger;
+    await until(() => ledger.streams().length === 1 && ledger.streams()[0]!.journal.buffered() > 0, "output to reach the node's journal");
+    for (let i = 0; i < 2000; i++) await new Promise((r) => setImmediate(r)); // let it run as far as it can
+    const journal = ledger.streams()[0]!.journal.buffered();
+    expect(journal).toBeLessThanOrEqual(2 << 20); // one window (1 MiB) and a chunk in flight
+    expect(c.daemonEnd.buffered()).toBeLessThanOrEqual(3 << 20); // the hub stopped crediting the node
+    c.daemonEnd.release();
+    let bytes = 0;
+    let final = "";
+    while (!final) {
+      const m = await c.next();
+      if (typeof m === "string") final = m.startsWith("CELL ") ? "" : m;
+      else bytes += m.length;
+    }
+    expect([final, bytes]).toEqual(["OK", size]);
+  });
+
   test("a new hub instance drops the old journals (their cells run on; nobody waits for them)", async () => {
     fleet = await new Fleet().start();
     const c = fleet.hub.client();
