@@ -11,7 +11,7 @@
  * commands (ls, hello, stop, restart, connect, disconnect, detach, nodes, node-forget) are
  * answered here.
  */
-import { CLIENT_CALLERS, COMMANDS, toRequest, type CommandName, type CommandSpec, type Request } from "../protocol/commands.ts";
+import { CLIENT_CALLERS, COMMANDS, toRequest, type CommandName, type Request } from "../protocol/commands.ts";
 import { PythondError } from "../protocol/errors.ts";
 import { parseFrame } from "../protocol/frame.ts";
 import { checkName } from "../protocol/names.ts";
@@ -167,13 +167,9 @@ export function parse(ctx: DaemonContext, text: string): ParsedFrame | null {
 
 /** `run <proxy> <session>` is `run <proxy>/<session>`; two names for a local session are a usage error. */
 function twoNames(ctx: DaemonContext, req: Request): Request {
-  if (req.args.length < 2 || !TWO_NAME.has(req.cmd)) {
-    const spec: CommandSpec = COMMANDS[req.cmd];
-    if (TWO_NAME.has(req.cmd) && req.args.length > spec.max) throw new PythondError("usage", `usage: ${spec.synopsis}`);
-    return req;
-  }
+  if (req.args.length < 2 || !TWO_NAME.has(req.cmd)) return req;
   const [via, session] = req.args as [string, string];
-  if (req.args.length > 2 || via.includes("/") || !viaSource(ctx, via)) {
+  if (via.includes("/") || !viaSource(ctx, via)) {
     throw new PythondError("usage", `usage: ${COMMANDS[req.cmd].synopsis}`);
   }
   return { ...req, args: [`${via}/${session}`] };

@@ -197,7 +197,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
         idleTimeout: 120,
         sendPings: true,
         open(ws: WS) {
-          const id = ws.data.connId ?? nextConn++;
+          const id = (ws.data.connId ??= nextConn++);
           if (ws.data.protocol === LINK_SUBPROTOCOL) {
             const link = (ws.data.link = new ServerWsChannel(ws));
             serveLink(link, { peer: ws.data.peer, caller: ws.data.caller, nextConnId: () => nextConn++, log, router: route });

@@ -29,10 +29,8 @@ export interface RequestHead {
 
 /** Index just past the `\r\n\r\n` ending the head, or -1 when it has not all arrived. */
 export function headEnd(buf: Uint8Array): number {
-  for (let i = 3; i < buf.length; i++) {
-    if (buf[i] === 10 && buf[i - 1] === 13 && buf[i - 2] === 10 && buf[i - 3] === 13) return i + 1;
-  }
-  return -1;
+  const i = Buffer.from(buf.buffer, buf.byteOffset, buf.length).indexOf("\r\n\r\n"); // native search
+  return i < 0 ? -1 : i + 4;
 }
 
 /** Parses a request head (without the final blank line); null when it is not HTTP/1.1-shaped. */

@@ -58,7 +58,13 @@ export class JournaledStream {
       this.ended = true;
       this.endSeq = e.seq;
     }
-    this.out?.send(op, { seq: e.seq }, body);
+    if (this.out) this.send(this.out, e);
+  }
+
+  /** The end frame also ends the mux stream (the link forgets it; a late `seen` comes as a frame of its own). */
+  private send(out: Outgoing, e: Entry): void {
+    if (this.ended && e.seq === this.endSeq) out.end({ seq: e.seq }, e.op);
+    else out.send(e.op, { seq: e.seq }, e.body);
   }
 
   /** A link carries the stream from now on: replays everything after `seen`. */
@@ -66,7 +72,7 @@ export class JournaledStream {
     this.out = out;
     this.touched = Date.now();
     this.trim(seen);
-    for (const e of this.journal) out.send(e.op, { seq: e.seq }, e.body);
+    for (const e of this.journal) this.send(out, e);
   }
 
   /** The link went: frames wait in the journal for the next one. */

@@ -55,6 +55,7 @@ export const COMMANDS = {
     target: "session",
     via: "request",
   },
+  // run, fire, fork also take `<proxy> <session>` (the original's form; the router makes it `<proxy>/<session>`)
   run: { synopsis: "run <name>\\n<code>", min: 1, max: 2, valued: ["timeout"], target: "session", via: "run" },
   fire: { synopsis: "fire <name>\\n<code>", min: 1, max: 2, target: "session", via: "request" },
   fork: { synopsis: "fork <name>\\n<code>", min: 1, max: 2, target: "session", via: "request" },

@@ -26,9 +26,12 @@ export const TERMINAL_OPS = pyTuple("TERMINAL_OPS");
 /** Frames the worker sends. */
 export const WORKER_FRAMES = pyTuple("WORKER_FRAMES");
 
-export type WorkerOp =
-  | "hello" | "claim" | "run" | "ack" | "fire" | "fork" | "poll" | "wait" | "status" | "vars" | "complete" | "int"
-  | "attach" | "detach" | "tin" | "resize";
+/** Every request op, spelled once for the daemon's side (the conformance test holds it to protocol.py). */
+export const WORKER_OPS = [
+  "hello", "claim", "run", "ack", "fire", "fork", "poll", "wait", "status", "vars", "complete", "int",
+  "attach", "detach", "tin", "resize",
+] as const;
+export type WorkerOp = (typeof WORKER_OPS)[number];
 
 /** A frame header: `op`, the request id when it answers or makes a request, and the op's fields. */
 export interface WorkerHeader {

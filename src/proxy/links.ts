@@ -101,8 +101,11 @@ export class ProxyLink {
           this.state = { kind: "rejected", reason: text };
           throw new PythondError("auth_failed", text);
         }
-        this.state = { kind: "down", reason: text };
-        throw new PythondError("daemon_unreachable", text);
+        // Any other text: a daemon that took the link for a client connection (one older than
+        // proxy links answers the binary hello with `ERR binary frames are only accepted…`).
+        const reason = `${this.label} does not speak ${LINK_SUBPROTOCOL} (it answered: ${text}); is it an older pythond? upgrade it`;
+        this.state = { kind: "down", reason: text.startsWith("auth failed") ? text : reason };
+        throw new PythondError("daemon_unreachable", text.startsWith("auth failed") ? text : reason);
       }
       this.state = { kind: "down", reason: PythondError.from(e).message };
       throw PythondError.from(e);

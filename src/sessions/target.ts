@@ -12,7 +12,7 @@ import type { Request } from "../protocol/commands.ts";
 import { PythondError, isErrorCode } from "../protocol/errors.ts";
 import { decodePathArg } from "../protocol/frame.ts";
 import { cellReply, executionFailed, OK, okReply } from "../protocol/replies.ts";
-import type { WorkerHeader } from "../protocol/worker.ts";
+import type { WorkerHeader, WorkerOp } from "../protocol/worker.ts";
 import type { AccessLog } from "../daemon/access-log.ts";
 import type { ClientConn } from "../daemon/conn.ts";
 import type { Status, Target } from "../daemon/target.ts";
@@ -86,7 +86,7 @@ export class LocalTarget implements Target {
     return attachSession(this.registry, this.log, conn, this.name, req);
   }
 
-  private async call(conn: ClientConn, op: string, fields = {}, body?: string): Promise<Status> {
+  private async call(conn: ClientConn, op: WorkerOp, fields = {}, body?: string): Promise<Status> {
     const s = this.registry.get(this.name);
     return sendWorkerReply(conn, await s.link.request(op, fields, body));
   }

@@ -14,7 +14,7 @@ import type { Channel } from "../link/channel.ts";
 import { idCounter, Mux } from "../link/mux.ts";
 import { UnixChannel } from "../link/unix.ts";
 import { PythondError } from "../protocol/errors.ts";
-import { WORKER_PROTOCOL } from "../protocol/worker.ts";
+import { WORKER_PROTOCOL, type WorkerOp } from "../protocol/worker.ts";
 
 export interface RunHandlers {
   start(cellId: string): void;
@@ -101,12 +101,12 @@ export class WorkerLink {
     else this.closeHandlers.push(cb);
   }
 
-  send(header: WorkerHeader, body?: Uint8Array | string): void {
+  send(header: WorkerHeader & { op: WorkerOp }, body?: Uint8Array | string): void {
     if (!this.closed) this.control.send(header, body);
   }
 
   /** A request with one reply (status, vars, poll, ...). */
-  async request(op: string, fields: Record<string, unknown> = {}, body?: Uint8Array | string): Promise<WorkerHeader> {
+  async request(op: WorkerOp, fields: Record<string, unknown> = {}, body?: Uint8Array | string): Promise<WorkerHeader> {
     if (this.closed) throw new PythondError("session_dead", "the session's worker is gone");
     return (await this.control.request(op, fields, body)).header;
   }

@@ -149,6 +149,22 @@ describe("plain ws:// on loopback (the seed's spelling)", () => {
   });
 });
 
+describe("a busy hub", () => {
+  test("answers retry with a time to come back; the node waits that long and keeps trying", async () => {
+    const { startListening } = await import("./remote-harness.ts");
+    const { makeEnv } = await import("./harness.ts");
+    const e = makeEnv();
+    e.env.PYTHOND_NODE_MAX_PENDING = "0"; // every link is one too many: all are told to come back later
+    const args = ["--listen", "127.0.0.1:0", "--tls", "--show-token", "--heartbeat", "1"];
+    await using busy = new Hub(await startListening(args, e), args);
+    const t = await busy.joinToken();
+    const n = await node().join([`wss://127.0.0.1:${busy.port}`, "--token", t.token, "--fingerprint", busy.l.fingerprint, "--id", "w-busy"], { waitJoined: false });
+    await n.log.waitFor(/hub link down: the hub at 127\.0\.0\.1:\d+ is busy; coming back in \d+\.\ds/);
+    await accessLogWith(busy.d, /event=auth .*status=error .*reason=busy kind=node node=w-busy retry_after_ms=\d+/);
+    expect(n.proc!.exitCode).toBeNull(); // not fatal: it keeps dialing
+  });
+});
+
 async function startPlainHub(): Promise<Hub> {
   const { startListening } = await import("./remote-harness.ts");
   const args = ["--listen", "127.0.0.1:0", "--heartbeat", "1"];

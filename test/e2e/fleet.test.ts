@@ -44,6 +44,10 @@ describe("joining", () => {
     await accessLogWith(hub.d, /event=node .*status=ok .*node=worker-1 event_detail=joined/);
   });
 
+  test("the hub says how many node links its open-file limit allows", async () => {
+    await hub.d.log.waitFor(/fleet: open-file limit (\d+) .*: room for about [\d,]+ node links \(one descriptor each\)/);
+  });
+
   test("nodes shows heartbeats and round-trip times; ls lists each node on one line", async () => {
     await until(async () => (await hub.node("worker-1"))?.last_heartbeat !== null, "a heartbeat from worker-1");
     const n = (await hub.node("worker-1"))!;

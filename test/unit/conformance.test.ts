@@ -27,7 +27,7 @@ import {
   resizedReply,
 } from "../../src/protocol/replies.ts";
 import { chooseSubprotocol, CLIENT_OFFER, SUBPROTOCOL, SUBPROTOCOL_CODES, SUBPROTOCOL_LEGACY, LINK_SUBPROTOCOL } from "../../src/protocol/version.ts";
-import { CORE_OPS, TERMINAL_OPS, WORKER_FRAMES, WORKER_PROTOCOL } from "../../src/protocol/worker.ts";
+import { CORE_OPS, TERMINAL_OPS, WORKER_FRAMES, WORKER_OPS, WORKER_PROTOCOL } from "../../src/protocol/worker.ts";
 import { HANDLERS } from "../../src/daemon/dispatch.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
@@ -130,6 +130,7 @@ describe("the worker protocol", () => {
     expect(table(py("ops.py"), "CORE_HANDLERS")).toEqual([...CORE_OPS].sort());
     expect(table(py("terminal.py"), "HANDLERS")).toEqual([...TERMINAL_OPS].sort());
     expect(WORKER_FRAMES).toContain("reply");
+    expect([...WORKER_OPS].sort()).toEqual(["hello", ...CORE_OPS, ...TERMINAL_OPS].sort());
     expect(py("ops.py")).not.toContain("HANDLERS.update");
     expect(py("terminal.py")).not.toContain("handlers.update");
   });

@@ -105,10 +105,11 @@ describe("join tokens", () => {
 });
 
 describe("bindings", () => {
-  test("bound ids persist (one private file each) and can be forgotten", () => {
+  test("bound ids persist (one private file each) and can be forgotten", async () => {
     const b = new Bindings();
     const fp = "AB:".repeat(31) + "AB";
     b.bind({ id: "w1", fingerprint: fp, enrolled: new Date().toISOString(), token_id: "t", labels: {} });
+    await b.flushed();
     expect(statSync(join(b.dir, "w1.json")).mode & 0o777).toBe(0o600);
     const again = new Bindings();
     expect(again.load()).toBe(1);

@@ -137,9 +137,7 @@ export function adoptNodeSocket(
     if (phase === "hello") hub.logAuth(info, "error", "closed_before_hello");
     if (phase !== "up") phase = "done";
   });
-  ws.accept(key, NODE_SUBPROTOCOL, []);
-  ws.send(JSON.stringify({ t: "challenge", nonce, v: NODE_PROTOCOL }));
-  for (const d of early) ws.feed(d);
+  ws.accept(key, NODE_SUBPROTOCOL, early, JSON.stringify({ t: "challenge", nonce, v: NODE_PROTOCOL }));
   return { data: (d) => ws.feed(d), drain: () => ws.drain(), close: () => ws.gone() };
 }
 

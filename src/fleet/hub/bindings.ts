@@ -7,11 +7,13 @@
  *   ~/.pythond/fleet/nodes/<id>.json   0600  {id, fingerprint, enrolled, token_id, labels}
  *
  * One file per node: enrolling 15,000 nodes then writes 15,000 small files, not one growing file
- * 15,000 times. Written atomically (temporary file + rename) but without an fsync each: a binding
- * lost to a power cut only means that node enrolls again with a token, while 15,000 fsyncs in a row
- * would stall the hub's event loop for seconds. `pyctl node forget ID` removes one.
+ * 15,000 times. Written atomically (temporary file + rename), off the event loop (asynchronous
+ * file calls: written synchronously, they took 0.6 ms of the hub's one thread per enrollment) and
+ * without an fsync each: a binding lost to a crash in the next moment, or a power cut, only means
+ * that node enrolls again with a token. `pyctl node forget ID` removes one.
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, unlinkSync } from "node:fs";
+import { rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isValidNodeId } from "../../protocol/fleet.ts";
 import { ensurePrivateDir } from "../../tls/files.ts";
@@ -27,8 +29,17 @@ export interface Binding {
   labels: Record<string, string>;
 }
 
+function unlinkQuiet(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {}
+}
+
 export class Bindings {
   private map = new Map<string, Binding>();
+  private writing = new Set<Promise<unknown>>();
+  private seq = 0;
+  private dirReady = false;
   readonly dir: string;
 
   constructor(base = fleetDir()) {
@@ -65,12 +76,25 @@ export class Bindings {
   }
 
   bind(b: Binding): void {
-    ensurePrivateDir(this.dir);
-    const path = join(this.dir, `${b.id}.json`);
-    const tmp = `${path}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(b) + "\n", { mode: 0o600 });
-    renameSync(tmp, path);
+    if (!this.dirReady) {
+      ensurePrivateDir(this.dir);
+      this.dirReady = true;
+    }
     this.map.set(b.id, b);
+    const path = join(this.dir, `${b.id}.json`);
+    const tmp = `${path}.${process.pid}.${this.seq++}.tmp`;
+    const write = writeFile(tmp, JSON.stringify(b) + "\n", { mode: 0o600 }).then(() => {
+      // a forget (or a newer binding) meanwhile wins: this one is not renamed into place
+      if (this.map.get(b.id) === b) return rename(tmp, path);
+      return unlinkQuiet(tmp);
+    });
+    this.writing.add(write);
+    void write.catch(() => {}).finally(() => this.writing.delete(write));
+  }
+
+  /** Resolves once every binding made so far is on disk (tests, shutdown). */
+  async flushed(): Promise<void> {
+    await Promise.allSettled([...this.writing]);
   }
 
   /** Unbinds an id (the node must enroll again with a token); false when it was not bound. */

@@ -93,7 +93,6 @@ export class FleetHub {
       version: hello.version,
       labels: formatLabels(e.labels),
     });
-    if (enrolled) this.say(`node '${hello.id}' enrolled from ${info.peer} (${hello.hostname}, ${hello.os}/${hello.arch})`);
     link.start();
   }
 

@@ -16,6 +16,9 @@ import type { NodePort } from "./port.ts";
 import type { RawWsChannel } from "./ws-server.ts";
 
 const SLOT_MS = 250;
+/** Frames that answer something (never answered themselves). */
+// "u": a unit of a node-service tunnel already over on this side (src/fleet/io/mux-pipe.ts)
+const ANSWERS: ReadonlySet<string> = new Set(["reply", "t", "b", "end", "pong", "u"]);
 /** Largest message on a node link: a frame as large as a client may send, and its header. */
 const MAX_MESSAGE = 64 * 1024 * 1024 + 8192;
 
@@ -53,6 +56,7 @@ export class HubLink implements NodeLinkLike {
   readonly mux: Mux;
   private lastAnswer = Date.now();
   private outstanding = 0;
+  private refused = new Set<string>();
 
   constructor(
     private readonly hub: FleetHub,
@@ -65,9 +69,15 @@ export class HubLink implements NodeLinkLike {
     this.mux = new Mux(channel, {
       ids: port.ids,
       onFrame: (h) => {
-        // A node sends nothing of its own after its hello: anything else is refused and logged.
+        // A node sends nothing of its own after its hello: a request is refused and logged (once
+        // per kind and link). Late frames of streams already over (a reply, an end) are dropped
+        // without an answer: answering those could start two ends answering each other forever.
+        if (ANSWERS.has(h.op)) return;
         if (h.rid !== undefined) this.mux.send({ op: "reply", rid: h.rid, ok: false, code: "not_allowed", error: "a node may only answer the hub" });
-        hub.logNode(entry, "error", `refused op from node: ${String(h.op).slice(0, 32)}`);
+        if (!this.refused.has(h.op)) {
+          this.refused.add(h.op);
+          hub.logNode(entry, "error", `refused op from node: ${String(h.op).slice(0, 32)}`);
+        }
       },
       onText: () => this.close(1008, "text after the handshake"),
     });

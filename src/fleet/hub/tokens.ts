@@ -15,10 +15,9 @@
  * revocation takes effect on the next join without telling the daemon anything. The daemon
  * re-reads the file when its modification time changes.
  */
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { sha256 } from "@noble/hashes/sha2.js";
 import { homeBase } from "../../paths.ts";
 import { PythondError } from "../../protocol/errors.ts";
 import type { RefusalReason } from "../../protocol/fleet.ts";
@@ -51,7 +50,7 @@ export function fleetDir(): string {
 }
 
 function hashOf(token: string): string {
-  return Buffer.from(sha256(Buffer.from(token))).toString("hex");
+  return createHash("sha256").update(token).digest("hex");
 }
 
 /** "24h", "30m", "7d", "90s" or plain seconds -> milliseconds. */

@@ -90,9 +90,22 @@ export class RawWsChannel extends BaseChannel {
     return this.queued;
   }
 
-  /** Writes the 101 answer; `early` are bytes that arrived after the request head. */
-  accept(key: string, protocol: string, early: Uint8Array[]): void {
-    this.write(enc.encode(upgradeResponse(key, protocol)));
+  /**
+   * Writes the 101 answer and, in the same write (one TLS record), a first text message;
+   * `early` are bytes that arrived after the request head.
+   */
+  accept(key: string, protocol: string, early: Uint8Array[], first?: string): void {
+    const head = enc.encode(upgradeResponse(key, protocol));
+    if (first === undefined) this.write(head);
+    else {
+      const payload = enc.encode(first);
+      const h = header(0x1, payload.length);
+      const all = new Uint8Array(head.length + h.length + payload.length);
+      all.set(head);
+      all.set(h, head.length);
+      all.set(payload, head.length + h.length);
+      this.write(all);
+    }
     for (const d of early) this.feed(d);
   }
 

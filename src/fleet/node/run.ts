@@ -3,8 +3,6 @@
  * that also dials its hub and serves it. Everything that can be wrong with the arguments is found
  * before the daemon starts; a hub that refuses the first join ends the process with its reason.
  */
-import { ClientConn } from "../../daemon/conn.ts";
-import { handle, parse } from "../../daemon/dispatch.ts";
 import { runDaemon } from "../../daemon/server.ts";
 import { socketPath } from "../../paths.ts";
 import { PythondError } from "../../protocol/errors.ts";
@@ -14,7 +12,7 @@ import { NodeAgent } from "./agent.ts";
 import { hubCertificate, readPinFile } from "./dial.ts";
 import { parseHubUrl, type HubUrl } from "./hub-url.ts";
 import { ensureNodeKey, readHubRecord, resolveNodeId } from "./identity.ts";
-import { NodeServer } from "./serve.ts";
+import { hubDispatch, NodeServer } from "./serve.ts";
 
 export interface NodeOptions {
   url?: string;
@@ -63,25 +61,7 @@ export async function runNode(o: NodeOptions): Promise<void> {
     argv: o.argv,
     role: "join",
     node: async (ctx, nextConnId, say) => {
-      const server = new NodeServer({
-        // Each hub request is a connection of its own, caller `hub`, on this daemon's one router.
-        conn: (_rid, protocol, reply, onIdle) =>
-          new ClientConn(nextConnId(), `hub:${url.where}`, "hub", protocol, reply, {
-            prepare: (_c, text) => {
-              const p = parse(ctx, text);
-              if (p === null) queueMicrotask(onIdle);
-              return p;
-            },
-            handle: async (c, p) => {
-              try {
-                await handle(ctx, c, p as NonNullable<ReturnType<typeof parse>>);
-              } finally {
-                onIdle();
-              }
-            },
-          }),
-        sessions: () => ctx.registry.list().length,
-      });
+      const server = new NodeServer(hubDispatch(ctx, `hub:${url.where}`, nextConnId));
       const agent = new NodeAgent({ url, id, key, token: o.token, labels: o.labels, heartbeat: o.heartbeat, fingerprint, hubPem }, server, say);
       say(`node '${id}' (key ${key.fingerprint.slice(0, 23)}…) dialing ${url.href}`);
       await agent.start();

@@ -11,11 +11,12 @@
  * Journals live for the hub instance that made them: a restarted hub has other ids and no
  * clients waiting, so its first link drops them (their cells run on; `pysh wait` has the rest).
  */
-import type { ClientConn as ClientConnT } from "../../daemon/conn.ts";
+import { ClientConn, type ClientConn as ClientConnT } from "../../daemon/conn.ts";
+import { handle, parse, type DaemonContext } from "../../daemon/dispatch.ts";
 import type { Mux, Outgoing } from "../../link/mux.ts";
 import type { WorkerHeader } from "../../link/frame.ts";
 import { JournaledStream, RidLedger } from "../../link/resume.ts";
-import { IO_OP } from "../io/mux-pipe.ts";
+import { IO_OP, UNIT_OP } from "../io/mux-pipe.ts";
 import { serveIo } from "../io/node-hook.ts";
 import { PythondError } from "../../protocol/errors.ts";
 import { errReply } from "../../protocol/replies.ts";
@@ -31,6 +32,31 @@ export interface NodeDispatch {
   conn(id: number, protocol: string, reply: ClientConnT["reply"], onIdle: () => void): ClientConnT;
   /** Sessions on this node (heartbeat answer). */
   sessions(): number;
+}
+
+/**
+ * The dispatch of a node daemon for its hub: each hub request is a connection of its own, caller
+ * `hub`, on this daemon's one router (so the command table decides what a hub may ask).
+ */
+export function hubDispatch(ctx: DaemonContext, peer: string, nextConnId: () => number): NodeDispatch {
+  return {
+    conn: (_rid, protocol, reply, onIdle) =>
+      new ClientConn(nextConnId(), peer, "hub", protocol, reply, {
+        prepare: (_c, text) => {
+          const p = parse(ctx, text);
+          if (p === null) queueMicrotask(onIdle);
+          return p;
+        },
+        handle: async (c, p) => {
+          try {
+            await handle(ctx, c, p as NonNullable<ReturnType<typeof parse>>);
+          } finally {
+            onIdle();
+          }
+        },
+      }),
+    sessions: () => ctx.registry.list().length,
+  };
 }
 
 class NodeStream {
@@ -124,10 +150,26 @@ export class NodeServer {
       case "cmd":
       case "resume":
         return this.open(mux, rid, Number(h.seen ?? 0), String(h.protocol ?? ""), body);
-      case "cancel":
-        return; // for a stream already gone
+      case "seen":
+      case "cancel": {
+        // A stream whose end frame has gone out is no longer the link's: its `seen` (or a cancel)
+        // comes here. Nothing is answered (an answer to an answer could echo forever).
+        const s = this.ledger.get(rid);
+        if (!s) return;
+        if (h.op === "cancel") {
+          s.abandon();
+          return this.finished(s);
+        }
+        return s.input(h, body);
+      }
+      case "t":
+      case "b":
+      case "reply":
+        return; // for a stream already over
       case IO_OP:
         return serveIo(mux, h); // node services (sh, job, shell, files, forward): src/fleet/io/
+      case UNIT_OP:
+        return; // a unit for a tunnel already over (never answered: see above)
       default:
         if (h.rid !== undefined) mux.send({ op: "reply", rid, ok: false, code: "unknown_command", error: `a node does not serve ${String(h.op)}` });
     }
