@@ -22,6 +22,7 @@ import { Redialer } from "../src/link/redial.ts";
 import { dialHub, HubRefusal } from "../src/fleet/node/dial.ts";
 import { parseHubUrl } from "../src/fleet/node/hub-url.ts";
 import { fingerprintOfPem } from "../src/tls/pem.ts";
+import { answerIoSimulated } from "./fleet-io-sim.ts";
 
 const [portArg, hubCertPath, keyDir, prefix, countArg, token] = process.argv.slice(2);
 const url = parseHubUrl(`wss://127.0.0.1:${portArg}`);
@@ -60,6 +61,7 @@ function simulate(i: number): void {
         const mux = new Mux(ClientWsChannel.wrap(ws), { onText: (t) => mux.close(t) });
         mux.onFrame = (h, body) => {
           if (h.op === "heartbeat") return mux.send({ op: "reply", rid: h.rid, ok: true, sessions: 0 });
+          if (h.op === "io") return answerIoSimulated(mux, h); // node services: fleet-io-sim.ts
           if (h.op === "cmd" || h.op === "resume") {
             stats.requests++;
             const out = mux.serve(Number(h.rid), {});

@@ -22,7 +22,7 @@ import { cpuSeconds } from "../test/fixtures/proc.ts";
 import { BIN, fdCount, fmtMs, fmtUs, makeEnv, MB, pct, PYSH, ratio, rss, sorted, standalone, until, WsClient, type BenchOptions, type BenchResult, type Row } from "./lib.ts";
 import { PYCTL } from "../test/e2e/harness.ts";
 
-const PROCS = 4;
+export const PROCS = 4;
 
 interface Hub {
   proc: ReturnType<typeof Bun.spawn>;
@@ -34,7 +34,7 @@ interface Hub {
   log: string;
 }
 
-async function startHub(e = makeEnv(), port = 0): Promise<Hub> {
+export async function startHub(e = makeEnv(), port = 0): Promise<Hub> {
   const log = join(e.dir, `hub-${Date.now()}.stderr`);
   const env = { ...e.env, PYTHOND_PREAUTH_PER_SOURCE: "100000", PYTHOND_SPARE: "0" };
   const proc = Bun.spawn([BIN, "daemon", "--listen", `127.0.0.1:${port}`, "--tls", "--heartbeat", "10"], { env, cwd: e.dir, stdout: "ignore", stderr: Bun.file(log) });
@@ -51,7 +51,7 @@ async function startHub(e = makeEnv(), port = 0): Promise<Hub> {
   return { proc, port: Number(m[1]), env, sock: e.sock, home: e.home, certPath: join(e.home, ".pythond", "tls", "cert.pem"), log };
 }
 
-function pyctl(h: Hub, args: string[]): string {
+export function pyctl(h: Hub, args: string[]): string {
   const p = Bun.spawnSync([PYCTL, ...args], { env: h.env, stdout: "pipe", stderr: "pipe" });
   if (p.exitCode !== 0) throw new Error(`pyctl ${args.join(" ")}: ${p.stderr.toString()}`);
   return p.stdout.toString();
@@ -65,7 +65,7 @@ interface SimStats {
 }
 
 /** The simulator processes and the sum of what they last reported. */
-class Sims {
+export class Sims {
   procs: Array<ReturnType<typeof Bun.spawn>> = [];
   last: SimStats[] = [];
 
@@ -110,7 +110,7 @@ class Sims {
   }
 }
 
-async function waitAllUp(s: Sims, n: number, what: string, hubPid?: number): Promise<number> {
+export async function waitAllUp(s: Sims, n: number, what: string, hubPid?: number): Promise<number> {
   const t0 = performance.now();
   const progress = setInterval(() => {
     const x = s.sum();
