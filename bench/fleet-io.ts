@@ -111,7 +111,7 @@ async function echoes(cmd: string[], env: Record<string, string>, ready: string,
 }
 
 /** 5. `pysh sh --all -- true` to thousands of simulated nodes (bench/fleet-sim.ts + fleet-io-sim.ts). */
-async function simulatedFanout(o: BenchOptions, rows: Row[], notes: string[]): Promise<void> {
+export async function simulatedFanout(o: BenchOptions, rows: Row[], notes: string[]): Promise<void> {
   const total = Math.max(200, Math.round(10_000 * o.scale));
   const scratch = makeEnv();
   const keyDirs: string[] = [];

@@ -21,7 +21,13 @@
  */
 export const FLEET_IO_PROTOCOL = 1;
 
-export type IoSpec =
+/** Every spec may say how many bytes the node may have in flight towards the opener (its window). */
+export interface IoCommon {
+  window?: number;
+}
+
+export type IoSpec = IoCommon &
+  (
   | {
       kind: "sh";
       command: string;
@@ -46,7 +52,8 @@ export type IoSpec =
     }
   | { kind: "put"; dest: string; resume?: boolean }
   | { kind: "get"; src: string; recursive?: boolean }
-  | { kind: "forward"; host: string; port: number };
+  | { kind: "forward"; host: string; port: number }
+  );
 
 export type IoKind = IoSpec["kind"];
 export const IO_KINDS: readonly IoKind[] = ["sh", "job", "shell", "put", "get", "forward"];

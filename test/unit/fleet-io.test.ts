@@ -14,6 +14,7 @@ import { Mux } from "../../src/link/mux.ts";
 import { CommandLost, jobRequest, runSh, startDetached } from "../../src/fleet/io/client.ts";
 import { IO_OP, openPipe, servePipe } from "../../src/fleet/io/mux-pipe.ts";
 import { NodeIo } from "../../src/fleet/io/serve.ts";
+import { windowOf } from "../../src/fleet/io/node-hook.ts";
 import { TunnelDuplex } from "../../src/fleet/io/tunnel.ts";
 import { receiveTree } from "../../src/fleet/files/receive.ts";
 import { sendTree } from "../../src/fleet/files/send.ts";
@@ -35,7 +36,7 @@ function link() {
   const hub = new Mux(hubSide);
   const node: Mux = new Mux(nodeSide, {
     onFrame: (h) => {
-      if (h.op === IO_OP) void nodeIo.serve(h.spec as IoSpec, new TunnelDuplex(servePipe(node, Number(h.rid))));
+      if (h.op === IO_OP) void nodeIo.serve(h.spec as IoSpec, new TunnelDuplex(servePipe(node, Number(h.rid)), windowOf(h.spec as IoSpec)));
     },
   });
   return {
@@ -191,7 +192,7 @@ describe("node io: files, shells, forwarding", () => {
     const l2 = link();
     let seen = 0;
     const back = join(local, "back");
-    await receiveTree(l2.open({ kind: "get", src: "~/in/blob" }, 256 << 10), back, {
+    await receiveTree(l2.open({ kind: "get", src: "~/in/blob", window: 256 << 10 }), back, {
       onProgress: (_p, done) => {
         seen = done;
         if (done > 2_000_000) l2.cut();
@@ -270,7 +271,7 @@ describe("node io: files, shells, forwarding", () => {
 
 test("tunnel credits: a sender never runs more than the window ahead of a reader that stopped", async () => {
   const l = link();
-  const io = l.open({ kind: "sh", command: "head -c 50000000 /dev/zero" }, 256 << 10);
+  const io = l.open({ kind: "sh", command: "head -c 50000000 /dev/zero", window: 256 << 10 });
   await io.recv(); // started
   // read nothing more: the node can send at most one window, then waits; its job's pipe waits too
   const job = nodeIo.jobs.list().at(-1)!;

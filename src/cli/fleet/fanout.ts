@@ -47,6 +47,7 @@ export async function fanoutMain(spec: Extract<IoSpec, { kind: "sh" }>, opts: Re
   if (opts["fail-fast"]) args.push("--fail-fast");
   let client: Client | undefined;
   const nodes: NodeOut[] = [];
+  const byId = new Map<string, number>();
   const enc = new TextEncoder();
   const prefixes = new Map<string, Uint8Array>();
   const prefix = (n: NodeOut) => {
@@ -122,10 +123,13 @@ export async function fanoutMain(spec: Extract<IoSpec, { kind: "sh" }>, opts: Re
       }
       const r = JSON.parse(t) as { t: string; node: string; nodes?: string[]; [k: string]: unknown };
       if (r.t === "nodes") {
-        for (const id of r.nodes!) nodes.push({ id, partial: [[], []], kept: [[], []], keptBytes: [0, 0], total: [0, 0] });
+        for (const id of r.nodes!) {
+          byId.set(id, nodes.length);
+          nodes.push({ id, partial: [[], []], kept: [[], []], keptBytes: [0, 0], total: [0, 0] });
+        }
         continue;
       }
-      const i = nodes.findIndex((n) => n.id === r.node);
+      const i = byId.get(r.node)!;
       const n = nodes[i]!;
       if (r.t === "exit") {
         const { t: _t, node: _n, ...result } = r;

@@ -27,6 +27,8 @@ import { TunnelDuplex } from "./tunnel.ts";
 
 export const FANOUT_OK = okReply("fanout");
 export const DEFAULT_CONCURRENCY = 256;
+/** What each node may have in flight towards the hub during a fan-out. */
+const NODE_WINDOW = 256 << 10;
 /** The client connection's backlog at which output stops being acknowledged to the nodes. */
 const CLIENT_HIGH = 4 << 20;
 
@@ -89,7 +91,8 @@ export async function hubFanout(fleet: FleetHub | undefined, conn: ClientConn, r
         say({ t: "offline", node: e.id, since: new Date(e.since).toISOString() });
         continue;
       }
-      const io = new TunnelDuplex(openPipe(mux, spec));
+      // a small window per node: the hub holds at most that much of each node's output
+      const io = new TunnelDuplex(openPipe(mux, { ...spec, window: NODE_WINDOW }));
       running.add(io);
       try {
         const { result } = await runSh(io, { stdout: (b) => send(i, 1, b), stderr: (b) => send(i, 2, b) });

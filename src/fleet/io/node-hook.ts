@@ -8,12 +8,18 @@ import type { Mux } from "../../link/mux.ts";
 import type { IoSpec } from "../../protocol/fleet-io.ts";
 import { servePipe } from "./mux-pipe.ts";
 import { NodeIo } from "./serve.ts";
-import { TunnelDuplex } from "./tunnel.ts";
+import { MIN_WINDOW, TunnelDuplex, WINDOW } from "./tunnel.ts";
+
+/** The window the opener asked for, within bounds (default WINDOW). */
+export function windowOf(spec: IoSpec | undefined): number {
+  const w = Number(spec?.window);
+  return Number.isFinite(w) && w > 0 ? Math.min(Math.max(w, MIN_WINDOW), WINDOW) : WINDOW;
+}
 
 let nodeIo: NodeIo | undefined;
 
 export function serveIo(mux: Mux, h: WorkerHeader): void {
   nodeIo ??= new NodeIo();
-  const io = new TunnelDuplex(servePipe(mux, Number(h.rid)));
-  void nodeIo.serve(h.spec as IoSpec, io);
+  const spec = h.spec as IoSpec;
+  void nodeIo.serve(spec, new TunnelDuplex(servePipe(mux, Number(h.rid)), windowOf(spec)));
 }

@@ -10,8 +10,10 @@
  *   1 text   UTF-8 (a Duplex text message: the engines' JSON control records)
  *   2 ack    decimal byte count: the receiving end consumed that much more (credit back)
  *   3 close  UTF-8 reason (optional): this end is done; no more units follow from it
- * Data and text count against the window; ack and close do not. Acks are sent once a quarter of
- * the window has been consumed, so a sender blocked on a full window is always released.
+ * Data and text count against the sender's window (at least MIN_WINDOW); ack and close do not.
+ * The receiver returns credit every ACK_BATCH bytes consumed, and whenever it has consumed all that
+ * arrived and that is at least half of MIN_WINDOW, so a sender blocked on a full window (whatever
+ * its size) is always released, and small records cost no ack at all.
  */
 import { PythondError } from "../../protocol/errors.ts";
 import type { Duplex, Msg } from "../duplex.ts";
@@ -30,7 +32,11 @@ export interface Pipe {
   close(): void;
 }
 
-export const WINDOW = 1 << 20;
+/** Bytes in flight per direction unless the spec asks for less (fan-out does: many at once). */
+export const WINDOW = 4 << 20;
+export const MIN_WINDOW = 64 << 10;
+/** Credit is returned once this much was consumed, or whenever everything that came was consumed. */
+const ACK_BATCH = 256 << 10;
 const DATA = 0;
 const TEXT = 1;
 const ACK = 2;
@@ -90,7 +96,10 @@ export class TunnelDuplex implements Duplex {
 
   private credit(n: number): void {
     this.consumed += n;
-    if (this.consumed >= this.window / 4 && !this.closed && !this.peerClosed) {
+    // A blocked sender has at least MIN_WINDOW unacknowledged: once all that arrived is consumed,
+    // half of that is surely reached, so it is released; small control records cost no ack.
+    const due = this.consumed >= ACK_BATCH || (this.queue.length === 0 && this.consumed >= MIN_WINDOW / 2);
+    if (due && !this.closed && !this.peerClosed) {
       this.pipe.send([ACK], String(this.consumed));
       this.consumed = 0;
     }
