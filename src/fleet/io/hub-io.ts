@@ -15,6 +15,21 @@ import type { FleetHub } from "../hub/hub.ts";
 import { openPipe } from "./mux-pipe.ts";
 
 export const IO_OK = okReply("io");
+/**
+ * Units are fresh buffers and JSC collects them lazily: a 1 GiB copy through the hub left ~60 MB
+ * of garbage before a collection. A synchronous collection every GC_EVERY bytes relayed (as the
+ * run path does, src/sessions/run.ts) keeps the hub's RSS flat whatever goes through it.
+ */
+const GC_EVERY = 64 << 20;
+let sinceGc = 0;
+
+function relayed(n: number): void {
+  sinceGc += n;
+  if (sinceGc >= GC_EVERY) {
+    sinceGc = 0;
+    Bun.gc(true);
+  }
+}
 
 export function parseSpec(body: string): IoSpec {
   let spec: IoSpec;
@@ -55,13 +70,17 @@ export async function hubIo(fleet: FleetHub | undefined, conn: ClientConn, req: 
     };
     conn.attached = {
       session: `io:${node}`,
-      input: (b) => pipe.send([], b), // a whole unit from the client, passed on as it is
+      input: (b) => {
+        relayed(b.length);
+        pipe.send([], b); // a whole unit from the client, passed on as it is
+      },
       detach: () => {
         pipe.close();
         end("ok");
       },
     };
     pipe.onUnit((u) => {
+      relayed(u.length);
       if (conn.open) conn.reply.binary(u);
     });
     pipe.onClose((reason) => {
