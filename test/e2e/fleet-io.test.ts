@@ -8,6 +8,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, st
 import { createServer, connect } from "node:net";
 import { join } from "node:path";
 import { PYSH } from "./harness.ts";
+import { rss } from "../fixtures/proc.ts";
 import { Hub, joinNode, Node, Relay } from "./fleet-harness.ts";
 
 let hub: Hub;
@@ -36,6 +37,19 @@ async function pysh(args: string[], stdin?: Uint8Array | string) {
   });
   const [out, err, code] = await Promise.all([new Response(p.stdout).bytes(), new Response(p.stderr).text(), p.exited]);
   return { code, out, stdout: Buffer.from(out).toString(), stderr: err };
+}
+
+/** Peak RSS growth of each process while something runs (sampled every 20 ms). */
+function watchRss(pids: number[]) {
+  const base = pids.map(rss);
+  const peak = [...base];
+  const t = setInterval(() => pids.forEach((p, i) => (peak[i] = Math.max(peak[i]!, rss(p)))), 20);
+  return {
+    stop: () => {
+      clearInterval(t);
+      return peak.map((p, i) => p - base[i]!);
+    },
+  };
 }
 
 function gone(pid: number): boolean {
@@ -92,12 +106,16 @@ describe("pysh sh", () => {
     expect(r.stderr).toBe("ERR no node 'nope' -- nodes: n1, n2\n");
   });
 
-  test("200 MB of output arrive whole", async () => {
+  test("200 MB of output arrive whole, memory bounded on the hub and the node", async () => {
+    const peaks = watchRss([hub.d.pid, n1.pid]);
     const p = Bun.spawn([PYSH, "sh", "n1", "head -c 200000000 /dev/zero"], { env: hub.d.e.env, stdout: "pipe", stderr: "pipe" });
     let n = 0;
     for await (const c of p.stdout) n += c.length;
     expect(await p.exited).toBe(0);
     expect(n).toBe(200_000_000);
+    const [hubGrowth, nodeGrowth] = peaks.stop();
+    expect(hubGrowth).toBeLessThan(128 << 20);
+    expect(nodeGrowth).toBeLessThan(128 << 20);
   }, 120_000);
 });
 
@@ -220,6 +238,33 @@ describe("files", () => {
     expect((await pysh(["put", "n1", "-", "from-stdin"], "via stdin")).code).toBe(0);
     expect(readFileSync(join(n1.e.home, "from-stdin"), "utf8")).toBe("via stdin");
   });
+
+  test("1 GiB round trip: SHA-256 equal, memory bounded on the hub and the node", async () => {
+    const src = join(hub.d.e.dir, "gig.bin");
+    const block = crypto.getRandomValues(new Uint8Array(1 << 20));
+    const w = Bun.file(src).writer();
+    for (let i = 0; i < 1024; i++) {
+      block[0] = i & 0xff;
+      block[1] = i >> 8;
+      w.write(block);
+    }
+    await w.end();
+    const peaks = watchRss([hub.d.pid, n1.pid]);
+    expect((await pysh(["put", "n1", src, "gig.bin"])).code).toBe(0);
+    const back = join(hub.d.e.dir, "gig.back");
+    expect((await pysh(["get", "n1", "gig.bin", back])).code).toBe(0);
+    const [hubGrowth, nodeGrowth] = peaks.stop();
+    const sha = async (f: string) => {
+      const h = new Bun.CryptoHasher("sha256");
+      for await (const c of Bun.file(f).stream()) h.update(c);
+      return h.digest("hex");
+    };
+    expect(statSync(back).size).toBe(1 << 30);
+    expect(await sha(back)).toBe(await sha(src));
+    expect(hubGrowth).toBeLessThan(160 << 20);
+    expect(nodeGrowth).toBeLessThan(160 << 20);
+    for (const f of [src, back, join(n1.e.home, "gig.bin")]) rmSync(f);
+  }, 300_000);
 
   test("clear errors: no such file on either side, a read-only directory on the node", async () => {
     const r = await pysh(["get", "n1", "nothing-here", join(hub.d.e.dir, "x")]);
