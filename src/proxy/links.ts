@@ -30,6 +30,12 @@ const HEARTBEAT_MS = 30_000;
 const HELLO_TIMEOUT_MS = 10_000;
 /** Acknowledge a virtual connection's bytes in batches of this many. */
 const ACK_BATCH = 64 << 10;
+/**
+ * Frames from the local client are sent in pieces of at most this many bytes (`more` on all but
+ * the last): one large code body neither holds up the link's other streams nor meets the remote
+ * listener's limit on a single WebSocket message (which would end the whole link).
+ */
+export const PIECE = 1 << 20;
 const dec = new TextDecoder();
 
 type LinkState = { kind: "up" } | { kind: "down"; reason: string } | { kind: "rejected"; reason: string };
@@ -217,7 +223,11 @@ export class VirtualClient {
       frame: (h, body) => {
         if (h.op === "t") c.push({ text: dec.decode(body) });
         else if (h.op === "b") c.push({ binary: body });
-        else if (h.op === "end") c.end(new PythondError("daemon_unreachable", `daemon closed the connection${h.reason ? `: ${String(h.reason)}` : ""}`));
+        else if (h.op === "end") {
+          const why = h.reason ? String(h.reason) : "";
+          if (h.code === 1009) c.end(new PythondError("frame_too_large", `frame too large: ${why || "over the daemon's limit"}`));
+          else c.end(new PythondError("daemon_unreachable", `daemon closed the connection${why ? `: ${why}` : ""}`));
+        }
       },
       lost: (reason) => c.end(new PythondError("daemon_unreachable", reason)),
     });
@@ -230,7 +240,12 @@ export class VirtualClient {
 
   send(frame: string | Uint8Array): void {
     if (this.closedWith) throw this.closedWith;
-    this.mux.send({ op: typeof frame === "string" ? "t" : "b", rid: this.rid }, frame);
+    const op = typeof frame === "string" ? "t" : "b";
+    const bytes = typeof frame === "string" ? Buffer.from(frame) : frame;
+    for (let off = 0; off + PIECE < bytes.length; off += PIECE) {
+      this.mux.send({ op, rid: this.rid, more: true }, bytes.subarray(off, off + PIECE));
+    }
+    this.mux.send({ op, rid: this.rid }, bytes.length > PIECE ? bytes.subarray(Math.floor((bytes.length - 1) / PIECE) * PIECE) : bytes);
   }
 
   next(): Promise<Message> {
