@@ -185,6 +185,19 @@ export class ProxyLink {
   }
 }
 
+/**
+ * Sends a frame of a virtual connection (`t` text, `b` binary) in pieces of at most PIECE bytes,
+ * `more` on all but the last: both ends of a proxy link use it, and reassemble.
+ */
+export function sendInPieces(send: (op: string, fields: Record<string, unknown>, body: Uint8Array | string) => void, frame: string | Uint8Array): void {
+  const op = typeof frame === "string" ? "t" : "b";
+  if (frame.length <= PIECE / 4) return send(op, {}, frame); // surely small: no copy
+  const bytes = typeof frame === "string" ? Buffer.from(frame) : frame;
+  let off = 0;
+  for (; off + PIECE < bytes.length; off += PIECE) send(op, { more: true }, bytes.subarray(off, off + PIECE));
+  send(op, {}, bytes.subarray(off));
+}
+
 /** Dials the remote's listener for a link: pinning, client certificate, token (client/remote.ts). */
 async function dialWebSocket(ep: RemoteEndpoint): Promise<Channel> {
   const { openRemote } = await import("../client/remote.ts");
@@ -219,8 +232,15 @@ export class VirtualClient {
 
   static open(mux: Mux, protocol: string): VirtualClient {
     const c = new VirtualClient(mux);
+    const pieces: Uint8Array[] = [];
     c.rid = mux.open((rid) => encodeWorkerFrame({ op: "open", rid, proto: protocol }), {
       frame: (h, body) => {
+        if ((h.op === "t" || h.op === "b") && (h.more || pieces.length)) {
+          pieces.push(body);
+          if (h.more) return;
+          body = Buffer.concat(pieces);
+          pieces.length = 0;
+        }
         if (h.op === "t") c.push({ text: dec.decode(body) });
         else if (h.op === "b") c.push({ binary: body });
         else if (h.op === "end") {
@@ -240,12 +260,7 @@ export class VirtualClient {
 
   send(frame: string | Uint8Array): void {
     if (this.closedWith) throw this.closedWith;
-    const op = typeof frame === "string" ? "t" : "b";
-    const bytes = typeof frame === "string" ? Buffer.from(frame) : frame;
-    for (let off = 0; off + PIECE < bytes.length; off += PIECE) {
-      this.mux.send({ op, rid: this.rid, more: true }, bytes.subarray(off, off + PIECE));
-    }
-    this.mux.send({ op, rid: this.rid }, bytes.length > PIECE ? bytes.subarray(Math.floor((bytes.length - 1) / PIECE) * PIECE) : bytes);
+    sendInPieces((op, fields, body) => this.mux.send({ op, rid: this.rid, ...fields }, body), frame);
   }
 
   next(): Promise<Message> {

@@ -12,7 +12,7 @@
  *                   ack {rid, n}           the proxy's client took n bytes (credits, below)
  *                   cancel {rid}           the proxy's client went away: the connection closes
  *                   hello {rid}            -> reply {pid, version} (link set-up and liveness)
- *   here -> proxy   t / b {rid}            the connection's replies, in order
+ *   here -> proxy   t / b {rid, more?}     the connection's replies, in order (in pieces, as above)
  *                   end {rid, code, reason}   the daemon closed the connection
  *
  * Credits: what is sent on a stream counts in that connection's buffered() until the proxy acks
@@ -25,6 +25,7 @@ import { SUBPROTOCOL, SUBPROTOCOL_CODES, SUBPROTOCOL_LEGACY, VERSION } from "../
 import type { Channel } from "../link/channel.ts";
 import { Mux, type Header, type Outgoing } from "../link/mux.ts";
 import { ClientConn, type Reply, type Router } from "../daemon/conn.ts";
+import { sendInPieces } from "./links.ts";
 import type { AccessLog } from "../daemon/access-log.ts";
 
 const CLIENT_PROTOCOLS: readonly string[] = [SUBPROTOCOL_CODES, SUBPROTOCOL, SUBPROTOCOL_LEGACY];
@@ -104,8 +105,8 @@ function input(conn: ClientConn, h: Header, body: Uint8Array): void {
 /** A virtual connection's replies: frames on its stream, buffered until acknowledged. */
 function streamReply(mux: Mux, out: Outgoing, onClose: () => void): Reply {
   return {
-    text: (s) => out.send("t", {}, s),
-    binary: (b) => out.send("b", {}, b),
+    text: (s) => sendInPieces((op, f, body) => out.send(op, f, body), s),
+    binary: (b) => sendInPieces((op, f, body) => out.send(op, f, body), b),
     buffered: () => out.unacked + mux.channel.buffered(),
     close: (code, reason) => {
       out.end({ code, reason });

@@ -60,6 +60,9 @@ describe("proxy over the multiplexer", () => {
     // the codes and the original's single reply survive the trip
     expect(await a.client(SUBPROTOCOL_CODES).ask("status srv/nope")).toStartWith("ERR no_session: no session 'nope'");
     expect(await a.client(SUBPROTOCOL_LEGACY).ask("run srv/work\nprint:41\n")).toBe("41");
+    // a reply larger than a piece (the original's one reply of a big cell) comes back whole
+    const big = "ü".repeat(1_500_000);
+    expect(await a.client(SUBPROTOCOL_LEGACY).ask(`run srv/work\nprint:${big}`)).toBe(big);
     // B saw an authenticated remote peer
     expect(b.log()).toMatch(/event=command conn_id=\d+ peer=127\.0\.0\.1:5555 cmd=run session=work/);
   });
