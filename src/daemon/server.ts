@@ -200,7 +200,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
           const id = (ws.data.connId ??= nextConn++);
           if (ws.data.protocol === LINK_SUBPROTOCOL) {
             const link = (ws.data.link = new ServerWsChannel(ws));
-            serveLink(link, { peer: ws.data.peer, caller: ws.data.caller, nextConnId: () => nextConn++, log, router: route });
+            serveLink(link, { peer: ws.data.peer, caller: ws.data.caller, nextConnId: () => nextConn++, log, router: route, maxFrame });
             log.write("connect", { conn_id: id, peer: ws.data.peer });
             return;
           }

@@ -30,6 +30,12 @@ const HEARTBEAT_MS = 30_000;
 const HELLO_TIMEOUT_MS = 10_000;
 /** Acknowledge a virtual connection's bytes in batches of this many. */
 const ACK_BATCH = 64 << 10;
+/**
+ * Frames from the local client are sent in pieces of at most this many bytes (`more` on all but
+ * the last): one large code body neither holds up the link's other streams nor meets the remote
+ * listener's limit on a single WebSocket message (which would end the whole link).
+ */
+export const PIECE = 1 << 20;
 const dec = new TextDecoder();
 
 type LinkState = { kind: "up" } | { kind: "down"; reason: string } | { kind: "rejected"; reason: string };
@@ -179,6 +185,19 @@ export class ProxyLink {
   }
 }
 
+/**
+ * Sends a frame of a virtual connection (`t` text, `b` binary) in pieces of at most PIECE bytes,
+ * `more` on all but the last: both ends of a proxy link use it, and reassemble.
+ */
+export function sendInPieces(send: (op: string, fields: Record<string, unknown>, body: Uint8Array | string) => void, frame: string | Uint8Array): void {
+  const op = typeof frame === "string" ? "t" : "b";
+  if (frame.length <= PIECE / 4) return send(op, {}, frame); // surely small: no copy
+  const bytes = typeof frame === "string" ? Buffer.from(frame) : frame;
+  let off = 0;
+  for (; off + PIECE < bytes.length; off += PIECE) send(op, { more: true }, bytes.subarray(off, off + PIECE));
+  send(op, {}, bytes.subarray(off));
+}
+
 /** Dials the remote's listener for a link: pinning, client certificate, token (client/remote.ts). */
 async function dialWebSocket(ep: RemoteEndpoint): Promise<Channel> {
   const { openRemote } = await import("../client/remote.ts");
@@ -213,11 +232,22 @@ export class VirtualClient {
 
   static open(mux: Mux, protocol: string): VirtualClient {
     const c = new VirtualClient(mux);
+    const pieces: Uint8Array[] = [];
     c.rid = mux.open((rid) => encodeWorkerFrame({ op: "open", rid, proto: protocol }), {
       frame: (h, body) => {
+        if ((h.op === "t" || h.op === "b") && (h.more || pieces.length)) {
+          pieces.push(body);
+          if (h.more) return;
+          body = Buffer.concat(pieces);
+          pieces.length = 0;
+        }
         if (h.op === "t") c.push({ text: dec.decode(body) });
         else if (h.op === "b") c.push({ binary: body });
-        else if (h.op === "end") c.end(new PythondError("daemon_unreachable", `daemon closed the connection${h.reason ? `: ${String(h.reason)}` : ""}`));
+        else if (h.op === "end") {
+          const why = h.reason ? String(h.reason) : "";
+          if (h.code === 1009) c.end(new PythondError("frame_too_large", `frame too large: ${why || "over the daemon's limit"}`));
+          else c.end(new PythondError("daemon_unreachable", `daemon closed the connection${why ? `: ${why}` : ""}`));
+        }
       },
       lost: (reason) => c.end(new PythondError("daemon_unreachable", reason)),
     });
@@ -230,7 +260,7 @@ export class VirtualClient {
 
   send(frame: string | Uint8Array): void {
     if (this.closedWith) throw this.closedWith;
-    this.mux.send({ op: typeof frame === "string" ? "t" : "b", rid: this.rid }, frame);
+    sendInPieces((op, fields, body) => this.mux.send({ op, rid: this.rid, ...fields }, body), frame);
   }
 
   next(): Promise<Message> {

@@ -6,12 +6,13 @@
  * answers exactly as for a direct client (same caller, same peer, same access-log lines).
  *
  *   proxy -> here   open {rid, proto}      a virtual connection speaking `proto` (a client subprotocol)
- *                   t {rid} + text         a text frame of that connection
- *                   b {rid} + bytes        a binary frame (typed keys while attached)
+ *                   t {rid, more?} + text  a text frame of that connection (in pieces: `more` on all
+ *                                          but the last; over `maxFrame` in all ends it with 1009)
+ *                   b {rid, more?} + bytes a binary frame (typed keys while attached)
  *                   ack {rid, n}           the proxy's client took n bytes (credits, below)
  *                   cancel {rid}           the proxy's client went away: the connection closes
  *                   hello {rid}            -> reply {pid, version} (link set-up and liveness)
- *   here -> proxy   t / b {rid}            the connection's replies, in order
+ *   here -> proxy   t / b {rid, more?}     the connection's replies, in order (in pieces, as above)
  *                   end {rid, code, reason}   the daemon closed the connection
  *
  * Credits: what is sent on a stream counts in that connection's buffered() until the proxy acks
@@ -24,6 +25,7 @@ import { SUBPROTOCOL, SUBPROTOCOL_CODES, SUBPROTOCOL_LEGACY, VERSION } from "../
 import type { Channel } from "../link/channel.ts";
 import { Mux, type Header, type Outgoing } from "../link/mux.ts";
 import { ClientConn, type Reply, type Router } from "../daemon/conn.ts";
+import { sendInPieces } from "./links.ts";
 import type { AccessLog } from "../daemon/access-log.ts";
 
 const CLIENT_PROTOCOLS: readonly string[] = [SUBPROTOCOL_CODES, SUBPROTOCOL, SUBPROTOCOL_LEGACY];
@@ -37,6 +39,8 @@ export interface LinkPeer {
   nextConnId(): number;
   log: AccessLog;
   router: Router;
+  /** The largest frame a connection may send (the daemon's limit for direct clients). */
+  maxFrame: number;
 }
 
 /** Serves one proxy link until it closes; its virtual connections close with it. */
@@ -53,8 +57,26 @@ export function serveLink(channel: Channel, who: LinkPeer): Mux {
       return mux.send({ op: "end", rid, code: 1002, reason: "unknown subprotocol" });
     }
     let conn!: ClientConn;
+    const pieces: Uint8Array[] = [];
+    let pieceBytes = 0;
     const out: Outgoing = mux.serve(rid, {
-      input: (ih, b) => input(conn, ih, b),
+      input: (ih, b) => {
+        if (ih.op !== "t" && ih.op !== "b") return;
+        if (ih.more || pieces.length) {
+          pieces.push(b);
+          pieceBytes += b.length;
+          if (pieceBytes > who.maxFrame) {
+            // as the WebSocket server does for a direct client: close 1009
+            pieces.length = 0;
+            return conn.reply.close(1009, "frame too large");
+          }
+          if (ih.more) return;
+          b = Buffer.concat(pieces, pieceBytes);
+          pieces.length = 0;
+          pieceBytes = 0;
+        }
+        input(conn, ih, b);
+      },
       acked: () => {
         if (conn.reply.buffered() < DRAINED) conn.drained();
       },
@@ -83,8 +105,8 @@ function input(conn: ClientConn, h: Header, body: Uint8Array): void {
 /** A virtual connection's replies: frames on its stream, buffered until acknowledged. */
 function streamReply(mux: Mux, out: Outgoing, onClose: () => void): Reply {
   return {
-    text: (s) => out.send("t", {}, s),
-    binary: (b) => out.send("b", {}, b),
+    text: (s) => sendInPieces((op, f, body) => out.send(op, f, body), s),
+    binary: (b) => sendInPieces((op, f, body) => out.send(op, f, body), b),
     buffered: () => out.unacked + mux.channel.buffered(),
     close: (code, reason) => {
       out.end({ code, reason });

@@ -36,7 +36,7 @@ async function pair(): Promise<{ links: MemoryChannel[]; workers: Record<string,
   const dial = async () => {
     const [near, far] = memoryPair();
     links.push(near);
-    serveLink(far, { peer: "127.0.0.1:5555", caller: "remote", nextConnId: () => nextConn++, log: b.ctx.log, router: router(b.ctx) });
+    serveLink(far, { peer: "127.0.0.1:5555", caller: "remote", nextConnId: () => nextConn++, log: b.ctx.log, router: router(b.ctx), maxFrame: 8 << 20 });
     return near;
   };
   await a.ctx.proxies.connect(a.ctx.registry, "srv", "127.0.0.1:7399", "tok", true, dial);
@@ -60,6 +60,9 @@ describe("proxy over the multiplexer", () => {
     // the codes and the original's single reply survive the trip
     expect(await a.client(SUBPROTOCOL_CODES).ask("status srv/nope")).toStartWith("ERR no_session: no session 'nope'");
     expect(await a.client(SUBPROTOCOL_LEGACY).ask("run srv/work\nprint:41\n")).toBe("41");
+    // a reply larger than a piece (the original's one reply of a big cell) comes back whole
+    const big = "ü".repeat(1_500_000);
+    expect(await a.client(SUBPROTOCOL_LEGACY).ask(`run srv/work\nprint:${big}`)).toBe(big);
     // B saw an authenticated remote peer
     expect(b.log()).toMatch(/event=command conn_id=\d+ peer=127\.0\.0\.1:5555 cmd=run session=work/);
   });
@@ -87,6 +90,23 @@ describe("proxy over the multiplexer", () => {
     c.daemonEnd.release();
     const got = await c.until((t) => t === "OK");
     expect(got.reduce((n, m) => n + (typeof m === "string" ? 0 : m.length), 0)).toBe(16 * 1024 * 1024);
+  });
+
+  test("large frames travel in pieces; one over the remote's limit fails alone, the link lives on", async () => {
+    const { links, workers } = await pair();
+    const c = a.client(SUBPROTOCOL);
+    const big = "é".repeat(2_500_000); // 5 MB of two-byte characters, pieces split inside them
+    c.send(`run srv/work\nprint:${big}`);
+    const got = await c.until((t) => t === "OK");
+    expect(got.filter((m) => typeof m !== "string").map((m) => dec.decode(m as Uint8Array)).join("")).toBe(big);
+    const other = a.client(SUBPROTOCOL);
+    other.send("run srv/work\nhang");
+    expect(await other.next()).toStartWith("CELL ");
+    c.send(`run srv/work\nprint:${"x".repeat(9 << 20)}`);
+    expect(await c.nextText()).toStartWith("ERR remote 'srv' (127.0.0.1:7399 tls): connection lost during run: frame too large");
+    expect(await c.ask("vars srv/work")).toBe('["x","y"]');
+    expect(links.length).toBe(1); // the other client's cell still runs on the same link
+    expect(workers.work.seen.filter((h) => h.op === "run").length).toBe(2);
   });
 
   test("a lost link: the command in flight says so (with the cell id); the next one redials", async () => {
