@@ -25,6 +25,7 @@ const HELP = `pysh ${VERSION} -- client for pythond sessions
   pysh status <name>                            JSON health
   pysh vars <name>                              JSON list of namespace names
   pysh complete <name> <text>                   JSON completion candidates
+  pysh mcp [--print-config]                     MCP server (stdio) for agents
 
 Environment: PYTHOND_SOCK (local socket), PYTHOND_HOST/PYTHOND_TOKEN/PYTHOND_TLS (remote daemon;
 its certificate must be pinned with pyctl pin), PYTHOND_CONNECT_TIMEOUT (seconds, default 10).
@@ -115,6 +116,7 @@ export async function main(argv: string[]): Promise<number> {
     line(`pysh ${VERSION}`);
     return 0;
   }
+  if (cmd === "mcp") return (await import("../mcp/main.ts")).mcpMain(argv.slice(1));
   if (cmd === "attach") {
     const { attachMain } = await import("./attach.ts");
     return attachMain(argv.slice(1));

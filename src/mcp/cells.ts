@@ -1,0 +1,109 @@
+/**
+ * Cells run by `pysh mcp`, with a soft deadline: each `run` gets its own connection and streams
+ * into a record here; the tool answers with the full result if the cell ends within the deadline,
+ * else with the cell id and what it printed so far. The cell is never stopped by the deadline (or
+ * by the MCP client's own timeout): it runs on, its output keeps arriving here, and `wait` /
+ * `cell_status` / `read_output` pick it up. Records are kept for the most recent cells only
+ * (KEEP_CELLS, KEEP_BYTES); older cells are asked from the daemon (`poll`, kept an hour there).
+ */
+import { PythondError } from "../protocol/errors.ts";
+import { connect, type PythondClient, type RunResult } from "../client/lib.ts";
+
+const KEEP_CELLS = 200;
+const KEEP_BYTES = 64 << 20;
+
+export interface CellRecord {
+  session: string;
+  cellId?: string;
+  output: string;
+  started: number;
+  /** Settles when the cell ends (or the session dies under it); never rejects. */
+  done: Promise<CellEnd>;
+  end?: CellEnd;
+  /** Resolves once the daemon told us the cell id (or the run failed first). */
+  known: Promise<void>;
+}
+
+export type CellEnd = { kind: "result"; result: RunResult } | { kind: "error"; error: PythondError };
+
+export class CellRuns {
+  private byId = new Map<string, CellRecord>();
+  private order: CellRecord[] = [];
+
+  constructor(private readonly open: () => Promise<PythondClient> = () => connect()) {}
+
+  /** Starts a cell on a connection of its own (after `setup`, a cell of the server's, if given). */
+  async start(session: string, code: string, timeout?: number, setup?: string): Promise<CellRecord> {
+    const client = await this.open();
+    if (setup) void client.session(session).run(setup).catch(() => {}); // queued before the cell
+    let known!: () => void;
+    const rec: CellRecord = {
+      session,
+      output: "",
+      started: Date.now(),
+      known: new Promise((r) => (known = r)),
+      done: undefined as unknown as Promise<CellEnd>,
+    };
+    rec.done = client
+      .session(session)
+      .run(code, {
+        timeout,
+        onCell: (id) => {
+          rec.cellId = id;
+          this.remember(rec);
+          known();
+        },
+        onOutput: (t) => (rec.output += t),
+      })
+      .then(
+        (result): CellEnd => ({ kind: "result", result }),
+        (e): CellEnd => ({ kind: "error", error: PythondError.from(e) }),
+      )
+      .then((end) => {
+        rec.end = end;
+        known();
+        client.close();
+        return end;
+      });
+    return rec;
+  }
+
+  get(session: string, cellId: string): CellRecord | undefined {
+    const r = this.byId.get(cellId);
+    return r && r.session === session ? r : undefined;
+  }
+
+  private remember(rec: CellRecord): void {
+    this.byId.set(rec.cellId!, rec);
+    this.order.push(rec);
+    let bytes = this.order.reduce((n, r) => n + r.output.length, 0);
+    // Forget the oldest finished cells past the limits; running ones stay.
+    for (let i = 0; i < this.order.length && (this.order.length > KEEP_CELLS || bytes > KEEP_BYTES); ) {
+      const r = this.order[i]!;
+      if (!r.end) {
+        i++;
+        continue;
+      }
+      this.order.splice(i, 1);
+      this.byId.delete(r.cellId!);
+      bytes -= r.output.length;
+    }
+  }
+}
+
+/** Resolves with the end of the cell, or with null once `ms` have passed (the cell runs on). */
+export function within<T>(p: Promise<T>, ms: number, signal?: AbortSignal): Promise<T | null> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(null), ms);
+    const stop = () => {
+      clearTimeout(timer);
+      resolve(null);
+    };
+    signal?.addEventListener("abort", stop, { once: true });
+    p.then((v) => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", stop);
+      resolve(v);
+    });
+  });
+}
