@@ -20,7 +20,7 @@ import { PythondError } from "../protocol/errors.ts";
 import { buildFrame } from "../protocol/frame.ts";
 import { checkName } from "../protocol/names.ts";
 import { Client, type Message } from "./connect.ts";
-import { ReplyErrorWithCode, parseLs, type CellState, type SessionInfo, type SessionStatus } from "./replies.ts";
+import { ReplyErrorWithCode, classifyError, parseLs, type CellState, type SessionInfo, type SessionStatus } from "./replies.ts";
 
 export { PythondError } from "../protocol/errors.ts";
 export type { ErrorCode } from "../protocol/errors.ts";
@@ -239,8 +239,12 @@ export class Session {
           opts.onOutput?.(tail);
         }
         if (m.text === "OK") return new RunResult(cellId, output, true, "");
-        if (m.text.startsWith("ERR execution failed")) return new RunResult(cellId, output, false, m.text.slice("ERR execution failed\n".length));
-        if (m.text.startsWith("ERR ")) throw new ReplyErrorWithCode(m.text);
+        if (m.text.startsWith("ERR ")) {
+          // `ERR execution failed\n<tb>`, or with a code (`ERR execution_failed: execution failed\n<tb>`).
+          const { code, message } = classifyError(m.text);
+          if (code === "execution_failed") return new RunResult(cellId, output, false, message.replace(/^execution failed\n?/, ""));
+          throw new ReplyErrorWithCode(m.text);
+        }
         throw new PythondError("internal", `unexpected reply to ${cmd}: ${m.text.slice(0, 200)}`);
       }
     });

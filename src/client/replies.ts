@@ -27,8 +27,12 @@ const BY_MESSAGE: Array<[RegExp, ErrorCode]> = [
 export function classifyError(text: string): { code: ErrorCode; message: string } {
   const body = text.startsWith("ERR ") ? text.slice(4) : text;
   const tagged = /^([a-z_]+): /.exec(body);
-  if (tagged && Object.hasOwn(ERROR_CODES, tagged[1]!) && !BY_MESSAGE.some(([re]) => re.test(body))) {
-    return { code: tagged[1] as ErrorCode, message: body.slice(tagged[0].length) };
+  if (tagged && Object.hasOwn(ERROR_CODES, tagged[1]!)) {
+    // `usage: poll <name>` is a plain message that looks tagged; `usage: usage: poll <name>` is
+    // the tagged form of it: the tag is real unless only the untagged reading classifies.
+    const rest = body.slice(tagged[0].length);
+    const plain = byMessage(body);
+    if (plain === "internal" || byMessage(rest) === plain) return { code: tagged[1] as ErrorCode, message: rest };
   }
   if (body.startsWith("{")) {
     try {
@@ -36,8 +40,12 @@ export function classifyError(text: string): { code: ErrorCode; message: string 
       if (d.output === "unknown cell") return { code: "unknown_cell", message: `unknown cell ${d.cell_id} (finished cells are kept for an hour at most)` };
     } catch {}
   }
-  for (const [re, code] of BY_MESSAGE) if (re.test(body)) return { code, message: body };
-  return { code: "internal", message: body };
+  return { code: byMessage(body), message: body };
+}
+
+function byMessage(message: string): ErrorCode {
+  for (const [re, code] of BY_MESSAGE) if (re.test(message)) return code;
+  return "internal";
 }
 
 /** An `ERR …` reply as a PythondError with its stable code (`reply` keeps the frame verbatim). */

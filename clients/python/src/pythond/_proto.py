@@ -15,9 +15,11 @@ import json
 import re
 from typing import Any, Dict, Generator, List, Optional, Tuple, Union
 
-from .errors import ExecutionFailed, InvalidName, PythondError, from_reply
+from .errors import ExecutionFailed, InvalidName, PythondError, classify, from_reply
 
-SUBPROTOCOL = "pythond.1"
+# Offered in this order: error replies with their code (`ERR <code>: <message>`) when the daemon
+# speaks it, else plain pythond.1 (replies are classified by their message then).
+SUBPROTOCOLS = ["pythond.1+codes", "pythond.1"]
 SEND, RECV, OUTPUT = "send", "recv", "output"
 
 Message = Union[str, bytes]
@@ -176,9 +178,11 @@ def streamed(cmd: str, args: List[str], body: Optional[str]) -> Op:
         output = "".join(parts)
         if m == "OK":
             return RunResult(cell_id, output, True, "")
-        if m.startswith("ERR execution failed"):
-            return RunResult(cell_id, output, False, m[len("ERR execution failed\n"):])
         if m.startswith("ERR "):
+            # `ERR execution failed\n<tb>`, or with a code (`ERR execution_failed: execution failed\n<tb>`).
+            code, message = classify(m)
+            if code == "execution_failed":
+                return RunResult(cell_id, output, False, re.sub(r"^execution failed\n?", "", message))
             raise from_reply(m)
         raise PythondError("unexpected reply to %s: %s" % (cmd, m[:200]))
 

@@ -23,7 +23,7 @@ from .errors import PythondError
 
 
 async def _open(ep: E.Endpoint) -> ClientConnection:
-    common: Dict[str, Any] = dict(subprotocols=[P.SUBPROTOCOL], max_size=None, compression=None,
+    common: Dict[str, Any] = dict(subprotocols=P.SUBPROTOCOLS, max_size=None, compression=None,
                                   open_timeout=E.connect_timeout())
     if isinstance(ep, E.Local):
         deadline = time.monotonic() + E.RESTART_GRACE_S

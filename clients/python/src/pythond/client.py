@@ -36,7 +36,7 @@ def close_error(e: ConnectionClosed, ep: Optional[E.Endpoint] = None) -> Pythond
 
 
 def _open(ep: E.Endpoint) -> ClientConnection:
-    common: Dict[str, Any] = dict(subprotocols=[P.SUBPROTOCOL], max_size=None, compression=None,
+    common: Dict[str, Any] = dict(subprotocols=P.SUBPROTOCOLS, max_size=None, compression=None,
                                   open_timeout=E.connect_timeout())
     if isinstance(ep, E.Local):
         deadline = time.monotonic() + E.RESTART_GRACE_S

@@ -122,8 +122,13 @@ def classify(reply: str) -> Tuple[str, str]:
     """(code, message) of an ``ERR ...`` reply; both ``ERR <code>: message`` and bare messages parse."""
     body = reply[4:] if reply.startswith("ERR ") else reply
     m = re.match(r"^([a-z_]+): ", body)
-    if m and m.group(1) in KNOWN_CODES and not any(p.search(body) for p, _ in _BY_MESSAGE):
-        return m.group(1), body[m.end():]
+    if m and m.group(1) in KNOWN_CODES:
+        # "usage: poll <name>" is a plain message that looks tagged; "usage: usage: poll <name>" is
+        # the tagged form of it: the tag is real unless only the untagged reading classifies.
+        rest = body[m.end():]
+        plain = _by_message(body)
+        if plain == "internal" or _by_message(rest) == plain:
+            return m.group(1), rest
     if body.startswith("{"):
         try:
             d = json.loads(body)
@@ -131,10 +136,14 @@ def classify(reply: str) -> Tuple[str, str]:
                 return "unknown_cell", "unknown cell %s (finished cells are kept for an hour at most)" % d.get("cell_id")
         except ValueError:
             pass
+    return _by_message(body), body
+
+
+def _by_message(message: str) -> str:
     for p, c in _BY_MESSAGE:
-        if p.search(body):
-            return c, body
-    return "internal", body
+        if p.search(message):
+            return c
+    return "internal"
 
 
 def error_for(code: str, message: str) -> PythondError:
