@@ -19,6 +19,7 @@
 import { PythondError } from "../protocol/errors.ts";
 import { buildFrame } from "../protocol/frame.ts";
 import { checkName } from "../protocol/names.ts";
+import { socketPath } from "../paths.ts";
 import { Client, type Message } from "./connect.ts";
 import { ReplyErrorWithCode, classifyError, parseLs, type CellState, type SessionInfo, type SessionStatus } from "./replies.ts";
 
@@ -75,9 +76,7 @@ export async function connect(opts: ConnectOptions = {}): Promise<PythondClient>
   const client = new PythondClient(await Client.open({ socket: opts.socket, remote }));
   // Over TCP the daemon answers a bad token (or certificate) with its first frame: ask now, so
   // that connect() is where auth fails, as users expect.
-  if (remote || (remote === undefined && client.connection.endpoint !== (opts.socket ?? ""))) {
-    if (!client.connection.endpoint.startsWith("/")) await client.hello();
-  }
+  if (client.connection.endpoint !== (opts.socket ?? socketPath())) await client.hello();
   return client;
 }
 

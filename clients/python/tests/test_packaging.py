@@ -2,6 +2,7 @@
 its sources parse as Python 3.8."""
 import ast
 import os
+import shutil
 import subprocess
 import sys
 
@@ -18,9 +19,12 @@ def test_sources_are_python38_syntax():
 
 
 def test_pip_install_builds_and_imports(tmp_path):
+    # From a copy: building writes build/ and *.egg-info beside the sources.
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT, str(project), ignore=shutil.ignore_patterns("tests", "build", "*.egg-info", "__pycache__"))
     target = tmp_path / "site"
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                        "--disable-pip-version-check", "--target", str(target), PROJECT],
+                        "--disable-pip-version-check", "--target", str(target), str(project)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert (target / "pythond" / "py.typed").exists()
