@@ -14,14 +14,15 @@ const KEEP_BYTES = 64 << 20;
 
 export interface CellRecord {
   session: string;
+  /** The daemon's cell id once the cell started; before that (queued behind a running cell) undefined. */
   cellId?: string;
+  /** What the agent can name the cell by before its id is known (`queued-<n>`). */
+  handle: string;
   output: string;
   started: number;
   /** Settles when the cell ends (or the session dies under it); never rejects. */
   done: Promise<CellEnd>;
   end?: CellEnd;
-  /** Resolves once the daemon told us the cell id (or the run failed first). */
-  known: Promise<void>;
 }
 
 export type CellEnd = { kind: "result"; result: RunResult } | { kind: "error"; error: PythondError };
@@ -29,6 +30,7 @@ export type CellEnd = { kind: "result"; result: RunResult } | { kind: "error"; e
 export class CellRuns {
   private byId = new Map<string, CellRecord>();
   private order: CellRecord[] = [];
+  private queued = 0;
 
   constructor(private readonly open: () => Promise<PythondClient> = () => connect()) {}
 
@@ -36,12 +38,11 @@ export class CellRuns {
   async start(session: string, code: string, timeout?: number, setup?: string): Promise<CellRecord> {
     const client = await this.open();
     if (setup) void client.session(session).run(setup).catch(() => {}); // queued before the cell
-    let known!: () => void;
     const rec: CellRecord = {
       session,
+      handle: `queued-${++this.queued}`,
       output: "",
       started: Date.now(),
-      known: new Promise((r) => (known = r)),
       done: undefined as unknown as Promise<CellEnd>,
     };
     rec.done = client
@@ -50,8 +51,7 @@ export class CellRuns {
         timeout,
         onCell: (id) => {
           rec.cellId = id;
-          this.remember(rec);
-          known();
+          this.byId.set(id, rec);
         },
         onOutput: (t) => (rec.output += t),
       })
@@ -61,10 +61,10 @@ export class CellRuns {
       )
       .then((end) => {
         rec.end = end;
-        known();
         client.close();
         return end;
       });
+    this.remember(rec);
     return rec;
   }
 
@@ -74,7 +74,7 @@ export class CellRuns {
   }
 
   private remember(rec: CellRecord): void {
-    this.byId.set(rec.cellId!, rec);
+    this.byId.set(rec.handle, rec);
     this.order.push(rec);
     let bytes = this.order.reduce((n, r) => n + r.output.length, 0);
     // Forget the oldest finished cells past the limits; running ones stay.
@@ -85,7 +85,8 @@ export class CellRuns {
         continue;
       }
       this.order.splice(i, 1);
-      this.byId.delete(r.cellId!);
+      this.byId.delete(r.handle);
+      if (r.cellId) this.byId.delete(r.cellId);
       bytes -= r.output.length;
     }
   }

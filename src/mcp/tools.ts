@@ -127,9 +127,9 @@ export class Tools {
   async cellStatus(a: { session: string; cell_id?: string }): Promise<ToolResult> {
     const rec = a.cell_id ? this.runs.get(a.session, a.cell_id) : undefined;
     if (rec) {
-      const state = !rec.end ? "running" : rec.end.kind === "error" ? "session died" : rec.end.result.ok ? "done" : "error";
+      const state = !rec.cellId && !rec.end ? "queued (not started)" : !rec.end ? "running" : rec.end.kind === "error" ? "session died" : rec.end.result.ok ? "done" : "error";
       const body = rec.end?.kind === "result" && !rec.end.result.ok ? `${rec.output}\n${rec.end.result.error}` : rec.output;
-      return this.withFigures(`cell ${rec.cellId}: ${state} (${secs(rec.started)} s)`, a.session, rec.cellId, body, rec.end?.kind === "error" ? rec.end.error : undefined);
+      return this.withFigures(`cell ${rec.cellId ?? rec.handle}: ${state} (${secs(rec.started)} s)`, a.session, rec.cellId, body, rec.end?.kind === "error" ? rec.end.error : undefined);
     }
     const p = await (await this.client()).session(a.session).poll(a.cell_id);
     if (p.status === "idle") return text(`no cells in '${a.session}' yet`);
@@ -156,9 +156,13 @@ export class Tools {
       if (timer) clearInterval(timer);
     }
     if (!end) {
-      await rec.known;
-      if (rec.end) end = rec.end;
-      else return this.stillRunning(rec.session, rec.cellId!, rec.output, deadlineS);
+      if (rec.cellId) return this.stillRunning(rec.session, rec.cellId, rec.output, deadlineS);
+      // Not started yet: the session's main thread is busy with an earlier cell.
+      const running = await (await this.client()).session(rec.session).status().then((st) => st.running.join(", "), () => "?");
+      return text(
+        `not started after ${deadlineS} s: queued behind the running cell(s) ${running} of session '${rec.session}'; nothing was stopped. ` +
+          `It runs when they end. Call wait(session="${rec.session}", cell_id="${rec.handle}") to wait for it, or interrupt(session="${rec.session}") to stop what runs.`,
+      );
     }
     if (end.kind === "error") {
       const shown = rec.output ? `${shapeOutput(rec.output, { session: rec.session, cellId: rec.cellId })}\n` : "";

@@ -19,7 +19,7 @@ const stderr: string[] = [];
 type Result = { content: Array<{ type: string; text?: string; data?: string; mimeType?: string }>; isError?: boolean };
 
 async function call(name: string, args: Record<string, unknown>, opts: { onprogress?: (p: { progress: number; message?: string }) => void } = {}): Promise<Result> {
-  return (await mcp.callTool({ name, arguments: args }, undefined, { ...opts, timeout: 60_000 })) as Result;
+  return (await mcp.callTool({ name, arguments: args }, undefined, { ...opts, timeout: 150_000 })) as Result;
 }
 const textOf = (r: Result) => r.content.filter((c) => c.type === "text").map((c) => c.text).join("\n");
 /** Python code that waits until `flag` exists (the test creates it when it is ready). */
@@ -27,7 +27,10 @@ const waitFlag = (flag: string) => `import os, time\nwhile not os.path.exists(${
 
 beforeAll(async () => {
   d = await startDaemon();
-  const transport = new StdioClientTransport({ command: PYSH, args: ["mcp"], env: d.e.env, cwd: d.e.dir, stderr: "pipe" });
+  // A default deadline far above any cell here (a loaded CI machine imports matplotlib slowly);
+  // the soft-deadline tests pass their own.
+  const env = { ...d.e.env, PYTHOND_MCP_DEADLINE: "120" };
+  const transport = new StdioClientTransport({ command: PYSH, args: ["mcp"], env, cwd: d.e.dir, stderr: "pipe" });
   transport.stderr?.on("data", (b: Buffer) => stderr.push(b.toString()));
   mcp = new Client({ name: "pythond-test", version: "1" });
   await mcp.connect(transport);
@@ -80,6 +83,20 @@ test("soft deadline: the cell id and output so far, nothing stopped; wait and ce
   const fid = JSON.parse(fired.stdout).cell_id as string;
   expect(textOf(await call("wait", { session: "m1", cell_id: fid }))).toMatch(/done[\s\S]*\nfrom pysh$/);
   expect(textOf(await call("cell_status", { session: "m1", cell_id: fid }))).toBe(`cell ${fid}: done\nfrom pysh`);
+});
+
+test("a run queued behind a running cell answers at its deadline with a handle to wait on", async () => {
+  const flag = join(d.e.dir, "flag-queue");
+  const first = await call("run", { session: "m1", code: waitFlag(flag), deadline: 0.3 });
+  const firstId = /cell ([0-9a-f]{12}) still running/.exec(textOf(first))![1]!;
+  const second = await call("run", { session: "m1", code: "print('second ran')", deadline: 0.3 });
+  const t = textOf(second);
+  expect(t).toContain(`not started after 0.3 s: queued behind the running cell(s) ${firstId} of session 'm1'; nothing was stopped`);
+  const handle = /cell_id="(queued-\d+)"/.exec(t)![1]!;
+  expect(textOf(await call("cell_status", { session: "m1", cell_id: handle }))).toStartWith(`cell ${handle}: queued (not started)`);
+  writeFileSync(flag, "");
+  expect(textOf(await call("wait", { session: "m1", cell_id: handle }))).toMatch(/^cell [0-9a-f]{12} done.*\nsecond ran$/);
+  expect(textOf(await call("wait", { session: "m1", cell_id: firstId }))).toMatch(/^cell [0-9a-f]{12} done/);
 });
 
 test("progress notifications while a cell runs (the client sent a token)", async () => {
