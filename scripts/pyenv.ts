@@ -11,9 +11,9 @@ import { join } from "node:path";
 
 const ROOT = join(import.meta.dir, "..");
 export const PYENV_DIR = join(ROOT, "node_modules", ".cache", "pythond-pyenv");
-// setuptools and wheel: test_packaging.py builds the package without an isolated build environment
+// mypy: test_typing.py checks the package with --strict. setuptools and wheel: test_packaging.py builds the package without an isolated build environment
 // (which would ask the index for them on every run).
-const REQUIREMENTS = ["websockets>=13", "pytest", "matplotlib", "setuptools>=61", "wheel"];
+const REQUIREMENTS = ["websockets>=13", "pytest", "matplotlib", "setuptools>=61", "wheel", "mypy"];
 
 export function pyenvPython(): string {
   return join(PYENV_DIR, "bin", "python");

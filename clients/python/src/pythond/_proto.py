@@ -13,7 +13,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from typing import Any, Dict, Generator, List, Optional, Tuple, Union
+from typing import Any, Generator, List, Optional, Tuple, TypeVar, Union
 
 from .errors import ExecutionFailed, InvalidName, PythondError, classify, from_reply
 
@@ -24,7 +24,9 @@ SEND, RECV, OUTPUT = "send", "recv", "output"
 
 Message = Union[str, bytes]
 Action = Tuple[Any, ...]
-Op = Generator[Action, Optional[Message], Any]
+T = TypeVar("T")
+#: An operation whose result is a T.
+Op = Generator[Action, Optional[Message], T]
 
 _NAME = re.compile(r"^[a-z0-9_-]{1,80}$")
 _DEVICES = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])$")
@@ -135,7 +137,7 @@ def next_text() -> Generator[Action, Optional[Message], str]:
             return m
 
 
-def request(cmd: str, args: List[str] = (), body: Optional[str] = None) -> Op:  # type: ignore[assignment]
+def request(cmd: str, args: List[str] = (), body: Optional[str] = None) -> "Op[str]":  # type: ignore[assignment]
     """One command, one text reply; ``ERR ...`` raises with its code."""
     yield (SEND, frame(cmd, args, body))
     reply = yield from next_text()
@@ -144,12 +146,12 @@ def request(cmd: str, args: List[str] = (), body: Optional[str] = None) -> Op:  
     return reply
 
 
-def request_json(cmd: str, args: List[str] = (), body: Optional[str] = None) -> Op:  # type: ignore[assignment]
+def request_json(cmd: str, args: List[str] = (), body: Optional[str] = None) -> "Op[Any]":  # type: ignore[assignment]
     text = yield from request(cmd, args, body)
     return json.loads(text)
 
 
-def streamed(cmd: str, args: List[str], body: Optional[str]) -> Op:
+def streamed(cmd: str, args: List[str], body: Optional[str]) -> "Op[RunResult]":
     """``run`` / ``wait`` on pythond.1: yields OUTPUT pieces, returns a RunResult."""
     yield (SEND, frame(cmd, args, body))
     dec = codecs.getincrementaldecoder("utf-8")("replace")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import Any, AsyncIterator, Dict, List, Optional
+from typing import Any, TypeVar, cast, AsyncIterator, Dict, List, Optional
 
 from websockets.asyncio.client import ClientConnection, connect as ws_connect, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -20,6 +20,8 @@ from . import _endpoint as E
 from . import _proto as P
 from .client import OutputCallback, close_error
 from .errors import PythondError
+
+T = TypeVar("T")
 
 
 async def _open(ep: E.Endpoint) -> ClientConnection:
@@ -114,7 +116,7 @@ class AsyncClient(object):
             self._closed = close_error(e, self.endpoint)
             raise self._closed
 
-    async def _steps(self, op: P.Op, box: List[Any]) -> AsyncIterator[str]:
+    async def _steps(self, op: "P.Op[Any]", box: List[Any]) -> AsyncIterator[str]:
         try:
             action = next(op)
             while True:
@@ -134,7 +136,7 @@ class AsyncClient(object):
         except StopIteration as e:
             box.append(e.value)
 
-    async def _call(self, op: P.Op, on_output: Optional[OutputCallback] = None) -> Any:
+    async def _call(self, op: "P.Op[T]", on_output: Optional[OutputCallback] = None) -> T:
         await self.open()
         assert self._lock is not None
         box: List[Any] = []
@@ -142,14 +144,14 @@ class AsyncClient(object):
             async for piece in self._steps(op, box):
                 if on_output is not None:
                     on_output(piece)
-        return box[0]
+        return cast(T, box[0])
 
     # -- API ------------------------------------------------------------------------------------
     async def request(self, cmd: str, *args: str, body: Optional[str] = None) -> str:
         return await self._call(P.request(cmd, list(args), body))
 
     async def hello(self) -> Dict[str, Any]:
-        return await self._call(P.request_json("hello"))
+        return dict(await self._call(P.request_json("hello")))
 
     async def ls(self) -> List[P.SessionInfo]:
         return P.parse_ls(await self._call(P.request("ls")))
@@ -166,7 +168,7 @@ class AsyncClient(object):
 class AsyncCellStream(object):
     """``async for piece in s.stream(code)``; ``result`` is set once iteration ends."""
 
-    def __init__(self, client: AsyncClient, op: P.Op) -> None:
+    def __init__(self, client: AsyncClient, op: "P.Op[P.RunResult]") -> None:
         self._client, self._op = client, op
         self.result: Optional[P.RunResult] = None
 
@@ -199,10 +201,10 @@ class AsyncSession(object):
         return AsyncCellStream(self.client, P.streamed("run", [self.name] + P.timeout_args(timeout), code))
 
     async def fire(self, code: str) -> str:
-        return (await self.client._call(P.request_json("fire", [self.name], code)))["cell_id"]
+        return str((await self.client._call(P.request_json("fire", [self.name], code)))["cell_id"])
 
     async def fork(self, code: str) -> str:
-        return (await self.client._call(P.request_json("fork", [self.name], code)))["cell_id"]
+        return str((await self.client._call(P.request_json("fork", [self.name], code)))["cell_id"])
 
     async def poll(self, cell_id: Optional[str] = None) -> P.CellState:
         return P.CellState(await self.client._call(P.request_json("poll", [self.name] + ([cell_id] if cell_id else []))))
@@ -214,13 +216,13 @@ class AsyncSession(object):
         return await self.client._call(P.request("int", [self.name]))
 
     async def vars(self) -> List[str]:
-        return (await self.client._call(P.request_json("vars", [self.name])))["vars"]
+        return list((await self.client._call(P.request_json("vars", [self.name])))["vars"])
 
     async def complete(self, text: str) -> List[str]:
-        return (await self.client._call(P.request_json("complete", [self.name], text)))["matches"]
+        return list((await self.client._call(P.request_json("complete", [self.name], text)))["matches"])
 
     async def status(self) -> Dict[str, Any]:
-        return await self.client._call(P.request_json("status", [self.name]))
+        return dict(await self.client._call(P.request_json("status", [self.name])))
 
     async def kill(self) -> None:
         await self.client._call(P.request("kill", [self.name]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, TypeVar, cast, Callable, Dict, Iterator, List, Optional
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect as ws_connect, unix_connect
@@ -19,6 +19,7 @@ from . import _proto as P
 from .errors import AuthFailed, DaemonUnreachable, PythondError, error_for
 
 OutputCallback = Callable[[str], None]
+T = TypeVar("T")
 
 
 def close_error(e: ConnectionClosed, ep: Optional[E.Endpoint] = None) -> PythondError:
@@ -114,7 +115,7 @@ class Client(object):
             self._closed = close_error(e, self.endpoint)
             raise self._closed
 
-    def _steps(self, op: P.Op, box: List[Any]) -> Iterator[str]:
+    def _steps(self, op: "P.Op[Any]", box: List[Any]) -> Iterator[str]:
         """Drives an operation; yields its output pieces; the result is in the StopIteration."""
         try:
             action = next(op)
@@ -135,13 +136,13 @@ class Client(object):
         except StopIteration as e:
             box.append(e.value)
 
-    def _call(self, op: P.Op, on_output: Optional[OutputCallback] = None) -> Any:
+    def _call(self, op: "P.Op[T]", on_output: Optional[OutputCallback] = None) -> T:
         box: List[Any] = []
         with self._lock:
             for piece in self._steps(op, box):
                 if on_output is not None:
                     on_output(piece)
-        return box[0]
+        return cast(T, box[0])
 
     # -- API ------------------------------------------------------------------------------------
     def request(self, cmd: str, *args: str, body: Optional[str] = None) -> str:
@@ -150,7 +151,7 @@ class Client(object):
 
     def hello(self) -> Dict[str, Any]:
         """The daemon's version, protocol, pid and listeners."""
-        return self._call(P.request_json("hello"))
+        return dict(self._call(P.request_json("hello")))
 
     def ls(self) -> List[P.SessionInfo]:
         return P.parse_ls(self._call(P.request("ls")))
@@ -178,7 +179,7 @@ class Client(object):
 class CellStream(object):
     """Output of a running cell, piece by piece; ``result`` is set once iteration ends."""
 
-    def __init__(self, client: Client, op: P.Op) -> None:
+    def __init__(self, client: Client, op: "P.Op[P.RunResult]") -> None:
         self._client, self._op = client, op
         self.result: Optional[P.RunResult] = None
 
@@ -214,11 +215,11 @@ class Session(object):
 
     def fire(self, code: str) -> str:
         """Runs code in a thread sharing the namespace; returns its cell id at once."""
-        return self.client._call(P.request_json("fire", [self.name], code))["cell_id"]
+        return str(self.client._call(P.request_json("fire", [self.name], code))["cell_id"])
 
     def fork(self, code: str) -> str:
         """Runs code in a forked child (POSIX); picklable new names merge back; returns its cell id."""
-        return self.client._call(P.request_json("fork", [self.name], code))["cell_id"]
+        return str(self.client._call(P.request_json("fork", [self.name], code))["cell_id"])
 
     def poll(self, cell_id: Optional[str] = None) -> P.CellState:
         """A cell's state (``status``: running, done, error; ``output``); the latest cell without an id."""
@@ -233,13 +234,13 @@ class Session(object):
         return self.client._call(P.request("int", [self.name]))
 
     def vars(self) -> List[str]:
-        return self.client._call(P.request_json("vars", [self.name]))["vars"]
+        return list(self.client._call(P.request_json("vars", [self.name]))["vars"])
 
     def complete(self, text: str) -> List[str]:
-        return self.client._call(P.request_json("complete", [self.name], text))["matches"]
+        return list(self.client._call(P.request_json("complete", [self.name], text))["matches"])
 
     def status(self) -> Dict[str, Any]:
-        return self.client._call(P.request_json("status", [self.name]))
+        return dict(self.client._call(P.request_json("status", [self.name])))
 
     def kill(self) -> None:
         """Ends the session (its namespace is lost)."""
