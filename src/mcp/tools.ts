@@ -104,12 +104,31 @@ export class Tools {
     return this.report(rec, a.deadline ?? DEFAULT_DEADLINE_S, progress, signal);
   }
 
+  /**
+   * The record of a cell this server ran, unless its connection broke (the daemon restarted, say):
+   * the cell ran on in its session, and the daemon is asked instead.
+   */
+  private record(session: string, cellId: string | undefined): CellRecord | undefined {
+    const rec = cellId ? this.runs.get(session, cellId) : undefined;
+    if (rec?.end?.kind === "error" && rec.end.error.code === "daemon_unreachable" && rec.cellId) return undefined;
+    return rec;
+  }
+
   async wait(a: { session: string; cell_id: string; deadline?: number }, progress: Progress, signal?: AbortSignal): Promise<ToolResult> {
     const deadline = a.deadline ?? DEFAULT_DEADLINE_S;
-    const rec = this.runs.get(a.session, a.cell_id);
+    const rec = this.record(a.session, a.cell_id);
     if (rec) return this.report(rec, deadline, progress, signal);
-    // A cell this server did not run (fire, pysh, an earlier server): the daemon's own wait.
-    const c = await this.open();
+    const broken = this.runs.get(a.session, a.cell_id);
+    a = { ...a, cell_id: broken?.cellId ?? a.cell_id };
+    // A cell this server did not run (fire, pysh, an earlier server), or one whose connection
+    // broke: the daemon's own wait.
+    let c: PythondClient;
+    try {
+      c = await this.open();
+    } catch (e) {
+      if (broken && e instanceof PythondError && e.code === "daemon_unreachable") return this.report(broken, 0, undefined);
+      throw e;
+    }
     try {
       const r = await c.session(a.session).wait(a.cell_id, { timeout: deadline });
       return this.final(a.session, r, r.output, undefined);
@@ -125,7 +144,7 @@ export class Tools {
   }
 
   async cellStatus(a: { session: string; cell_id?: string }): Promise<ToolResult> {
-    const rec = a.cell_id ? this.runs.get(a.session, a.cell_id) : undefined;
+    const rec = this.record(a.session, a.cell_id);
     if (rec) {
       const state = !rec.cellId && !rec.end ? "queued (not started)" : !rec.end ? "running" : rec.end.kind === "error" ? "session died" : rec.end.result.ok ? "done" : "error";
       const body = rec.end?.kind === "result" && !rec.end.result.ok ? `${rec.output}\n${rec.end.result.error}` : rec.output;
@@ -137,7 +156,7 @@ export class Tools {
   }
 
   async readOutput(a: { session: string; cell_id: string; offset?: number; length?: number }): Promise<ToolResult> {
-    const rec = this.runs.get(a.session, a.cell_id);
+    const rec = this.record(a.session, a.cell_id);
     const full = rec ? rec.output : (await (await this.client()).session(a.session).poll(a.cell_id)).output;
     const r = byteRange(full, a.offset ?? 0, a.length ?? 16_000);
     const more = r.end < r.total ? `; next: offset=${r.end}` : "; end of output";
@@ -162,6 +181,14 @@ export class Tools {
       return text(
         `not started after ${deadlineS} s: queued behind the running cell(s) ${running} of session '${rec.session}'; nothing was stopped. ` +
           `It runs when they end. Call wait(session="${rec.session}", cell_id="${rec.handle}") to wait for it, or interrupt(session="${rec.session}") to stop what runs.`,
+      );
+    }
+    if (end.kind === "error" && end.error.code === "daemon_unreachable" && rec.cellId) {
+      const shown = rec.output ? `${shapeOutput(rec.output, { session: rec.session, cellId: rec.cellId })}\n` : "";
+      return text(
+        `${shown}the connection to the daemon broke while cell ${rec.cellId} ran (${end.error.message.replace(/ -- cell .*$/, "")}); ` +
+          `the cell keeps running in session '${rec.session}'. Call wait(session="${rec.session}", cell_id="${rec.cellId}") once the daemon is back.`,
+        true,
       );
     }
     if (end.kind === "error") {

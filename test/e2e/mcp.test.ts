@@ -197,6 +197,21 @@ test("a killed session: the running cell and later calls say the session died an
   expect(textOf(await call("list_variables", { session: "doomed" }))).toStartWith("ERR no_session");
 });
 
+test("the daemon dies mid-cell and comes back: the cell ran on, and wait gets it from the new daemon", async () => {
+  const flag = join(d.e.dir, "flag-restart");
+  const r = await call("run", { session: "m1", code: `print('before', flush=True)\n${waitFlag(flag)}\nprint('after')`, deadline: 0.3 });
+  const id = /cell ([0-9a-f]{12}) still running/.exec(textOf(r))![1]!;
+  d.proc.kill("SIGKILL");
+  await d.proc.exited;
+  const broken = await call("wait", { session: "m1", cell_id: id });
+  expect(broken.isError).toBe(true);
+  expect(textOf(broken)).toContain(`the connection to the daemon broke while cell ${id} ran`);
+  await d.start(); // a new daemon on the same socket adopts the session
+  writeFileSync(flag, "");
+  expect(textOf(await call("wait", { session: "m1", cell_id: id }))).toMatch(new RegExp(`^cell ${id} done[\\s\\S]*before\\nafter$`));
+  expect(textOf(await call("run", { session: "m1", code: "print(x)" }))).toEndWith("\n41");
+});
+
 test("pysh mcp --print-config prints a working MCP client entry", async () => {
   const r = await d.pysh(["mcp", "--print-config"]);
   expect(r.code).toBe(0);
