@@ -27,17 +27,22 @@ class Daemon(object):
         self.env = dict(os.environ, PYTHOND_SOCK=self.sock, HOME=self.home, NO_COLOR="1")
         for k in ("PYTHOND_HOST", "PYTHOND_TOKEN", "PYTHOND_TLS"):
             self.env.pop(k, None)
-        self.proc = subprocess.Popen([BIN, "daemon"] + list(args), env=self.env, cwd=self.dir,
+        self.args = list(args)
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen([BIN, "daemon"] + self.args, env=self.env, cwd=self.dir,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.log = ""
         self._lines = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
+        threading.Thread(target=self._pump, args=(self.proc, self._lines), daemon=True).start()
         self.wait_for(r"listening on")
 
-    def _pump(self):
-        for line in self.proc.stderr:
-            self._lines.put(line)
-        self._lines.put(None)
+    @staticmethod
+    def _pump(proc, lines):
+        for line in proc.stderr:
+            lines.put(line)
+        lines.put(None)
 
     def wait_for(self, pattern, limit=30):
         """The first match of pattern in the daemon's stderr (waits for the line to appear)."""
