@@ -129,8 +129,11 @@ export class Tools {
       if (broken && e instanceof PythondError && e.code === "daemon_unreachable") return this.report(broken, 0, undefined);
       throw e;
     }
+    const since = Date.now();
+    let last = "";
+    const timer = progress ? setInterval(() => progress(secs(since), lastLine(last)), PROGRESS_EVERY_MS) : undefined;
     try {
-      const r = await c.session(a.session).wait(a.cell_id, { timeout: deadline });
+      const r = await c.session(a.session).wait(a.cell_id, { timeout: deadline, onOutput: (t) => (last += t) });
       return this.final(a.session, r, r.output, undefined);
     } catch (e) {
       if (e instanceof PythondError && e.code === "timeout") {
@@ -139,6 +142,7 @@ export class Tools {
       }
       throw e;
     } finally {
+      if (timer) clearInterval(timer);
       c.close();
     }
   }
