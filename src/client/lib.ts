@@ -211,6 +211,15 @@ export class Session {
       const dec = new TextDecoder();
       let output = "";
       let cellId: string | undefined;
+      let failed: { error: unknown } | undefined;
+      const emit = (text: string) => {
+        if (failed || !opts.onOutput) return;
+        try {
+          opts.onOutput(text);
+        } catch (error) {
+          failed = { error };
+        }
+      };
       for (;;) {
         let m: Message;
         try {
@@ -224,19 +233,26 @@ export class Session {
         if ("binary" in m) {
           const text = dec.decode(m.binary, { stream: true });
           output += text;
-          if (text) opts.onOutput?.(text);
+          if (text) emit(text);
           continue;
         }
         if (m.text.startsWith("CELL ")) {
           cellId = m.text.slice(5);
-          opts.onCell?.(cellId);
+          try {
+            opts.onCell?.(cellId);
+          } catch (error) {
+            failed ??= { error };
+          }
           continue;
         }
         const tail = dec.decode();
         if (tail) {
           output += tail;
-          opts.onOutput?.(tail);
+          emit(tail);
         }
+        // A callback that threw: its error, now that the reply was read to its end (the
+        // connection stays in step for the next call).
+        if (failed) throw failed.error;
         if (m.text === "OK") return new RunResult(cellId, output, true, "");
         if (m.text.startsWith("ERR ")) {
           // `ERR execution failed\n<tb>`, or with a code (`ERR execution_failed: execution failed\n<tb>`).

@@ -108,6 +108,22 @@ test("a session that dies mid-cell: session_dead, listed dead, replaceable; kill
   expect(await code(s.status())).toBe("no_session");
 });
 
+test("a callback that throws fails its call after the reply; the connection stays in step", async () => {
+  const s = c.session("lib");
+  let err: unknown;
+  try {
+    await s.run("for i in range(3): print(i)", {
+      onOutput: () => {
+        throw new Error("callback failed");
+      },
+    });
+  } catch (e) {
+    err = e;
+  }
+  expect((err as Error).message).toBe("callback failed");
+  expect((await s.run("print('in step')")).output).toBe("in step\n");
+});
+
 test("calls on one client are queued in order (concurrent callers get their own replies)", async () => {
   const s = c.session("lib");
   const rs = await Promise.all([s.run("print(1)"), s.vars(), s.run("print(2)"), s.status()]);

@@ -156,3 +156,14 @@ def test_cwd_python_and_replace_options(client, tmp_path):
     s.run("kept = 1")
     client.new("opts", replace=True)
     assert "kept" not in s.vars()
+
+
+def test_a_failing_callback_raises_after_the_cell_and_the_client_stays_usable(client):
+    s = client.new("cb")
+
+    def boom(piece):
+        raise ValueError("callback failed")
+
+    with pytest.raises(ValueError):
+        s.run("for i in range(3): print(i)", on_output=boom)
+    assert s.run("print('in step')").output == "in step\n"

@@ -140,10 +140,16 @@ class AsyncClient(object):
         await self.open()
         assert self._lock is not None
         box: List[Any] = []
+        failed: Optional[BaseException] = None
         async with self._lock:
             async for piece in self._steps(op, box):
-                if on_output is not None:
-                    on_output(piece)
+                if on_output is not None and failed is None:
+                    try:
+                        on_output(piece)
+                    except BaseException as e:  # noqa: B902 - re-raised once the cell's frames are read
+                        failed = e
+        if failed is not None:
+            raise failed  # the connection is in step: the reply was read to its end
         return cast(T, box[0])
 
     # -- API ------------------------------------------------------------------------------------

@@ -138,10 +138,16 @@ class Client(object):
 
     def _call(self, op: "P.Op[T]", on_output: Optional[OutputCallback] = None) -> T:
         box: List[Any] = []
+        failed: Optional[BaseException] = None
         with self._lock:
             for piece in self._steps(op, box):
-                if on_output is not None:
-                    on_output(piece)
+                if on_output is not None and failed is None:
+                    try:
+                        on_output(piece)
+                    except BaseException as e:  # noqa: B902 - re-raised once the cell's frames are read
+                        failed = e
+        if failed is not None:
+            raise failed  # the connection is in step: the reply was read to its end
         return cast(T, box[0])
 
     # -- API ------------------------------------------------------------------------------------
