@@ -23,6 +23,9 @@ def test_async_operations(daemon):
             async for p in stream:
                 pieces.append(p)
             assert "".join(pieces) == "0\n1\n2\n" and len(pieces) > 1 and stream.result.ok
+            async for p in s.stream("import time\nfor i in range(5):\n    print(i, flush=True); time.sleep(0.02)"):
+                break  # abandoned early: the rest of that cell is read before the next call
+            assert (await s.run("print('in step')")).output == "in step\n"
             got = []
             await s.run("print('cb')", on_output=got.append)
             assert got == ["cb\n"]
