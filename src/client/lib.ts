@@ -85,6 +85,11 @@ export class PythondClient {
 
   constructor(readonly connection: Client) {}
 
+  /** Replies carry their error code (the daemon speaks pythond.1+codes); else they are classified by message. */
+  get codes(): boolean {
+    return (this.connection as unknown as { codes?: boolean }).codes === true;
+  }
+
   /** Runs `fn` when every earlier call on this connection has its reply. */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.queue.then(fn, fn);
@@ -97,7 +102,7 @@ export class PythondClient {
     return this.exclusive(async () => {
       this.connection.send(buildFrame(cmd, args, body));
       const reply = await this.connection.nextText();
-      if (reply.startsWith("ERR ")) throw new ReplyErrorWithCode(reply);
+      if (reply.startsWith("ERR ")) throw new ReplyErrorWithCode(reply, this.codes);
       return reply;
     });
   }
@@ -256,9 +261,9 @@ export class Session {
         if (m.text === "OK") return new RunResult(cellId, output, true, "");
         if (m.text.startsWith("ERR ")) {
           // `ERR execution failed\n<tb>`, or with a code (`ERR execution_failed: execution failed\n<tb>`).
-          const { code, message } = classifyError(m.text);
+          const { code, message } = classifyError(m.text, this.client.codes);
           if (code === "execution_failed") return new RunResult(cellId, output, false, message.replace(/^execution failed\n?/, ""));
-          throw new ReplyErrorWithCode(m.text);
+          throw new ReplyErrorWithCode(m.text, this.client.codes);
         }
         throw new PythondError("internal", `unexpected reply to ${cmd}: ${m.text.slice(0, 200)}`);
       }

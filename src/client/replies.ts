@@ -23,11 +23,15 @@ const BY_MESSAGE: Array<[RegExp, ErrorCode]> = [
   [/is only accepted on the local socket/, "not_local"],
 ];
 
-/** The code and message of an `ERR …` reply (text after `ERR `). */
-export function classifyError(text: string): { code: ErrorCode; message: string } {
+/**
+ * The code and message of an `ERR …` reply (text after `ERR `). `codes`: the connection is known
+ * to carry codes (pythond.1+codes), so a tag is always one.
+ */
+export function classifyError(text: string, codes = false): { code: ErrorCode; message: string } {
   const body = text.startsWith("ERR ") ? text.slice(4) : text;
   const tagged = /^([a-z_]+): /.exec(body);
   if (tagged && Object.hasOwn(ERROR_CODES, tagged[1]!)) {
+    if (codes) return { code: tagged[1] as ErrorCode, message: body.slice(tagged[0].length) };
     // `usage: poll <name>` is a plain message that looks tagged; `usage: usage: poll <name>` is
     // the tagged form of it: the tag is real unless only the untagged reading classifies.
     const rest = body.slice(tagged[0].length);
@@ -50,8 +54,11 @@ function byMessage(message: string): ErrorCode {
 
 /** An `ERR …` reply as a PythondError with its stable code (`reply` keeps the frame verbatim). */
 export class ReplyErrorWithCode extends PythondError {
-  constructor(readonly reply: string) {
-    const { code, message } = classifyError(reply);
+  constructor(
+    readonly reply: string,
+    codes = false,
+  ) {
+    const { code, message } = classifyError(reply, codes);
     super(code, message);
   }
 }

@@ -45,3 +45,8 @@ test("ls lines parse into sessions", () => {
   ]);
   expect(parseLs("(no sessions)")).toEqual([]);
 });
+
+test("on a connection known to carry codes, a tag is always the code", () => {
+  expect(classifyError("ERR usage: --timeout takes seconds", true)).toEqual({ code: "usage", message: "--timeout takes seconds" });
+  expect(classifyError("ERR usage: --timeout takes seconds")).toEqual({ code: "usage", message: "usage: --timeout takes seconds" });
+});

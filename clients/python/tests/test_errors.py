@@ -66,3 +66,9 @@ def test_names_and_ls():
     got = parse_ls("  work: alive pid=12 (pty)\n  gone: dead (exited with code 3)\n  srv: -> h:1 tls (remote)")
     assert [(s.name, s.state, s.pid, s.detail) for s in got] == [
         ("work", "alive", 12, None), ("gone", "dead", None, "exited with code 3"), ("srv", "remote", None, "h:1 tls")]
+
+
+def test_a_connection_with_codes_reads_the_tag_as_the_code():
+    coded = errors.CodedReply("ERR usage: --timeout takes seconds")
+    assert errors.classify(coded) == ("usage", "--timeout takes seconds")
+    assert errors.classify("ERR usage: --timeout takes seconds") == ("usage", "usage: --timeout takes seconds")

@@ -273,6 +273,8 @@ def explain_rejection(ep: Endpoint, text: str) -> str:
     """A remote daemon's terse first-frame rejection, made clearer (as pysh does)."""
     if not isinstance(ep, Remote):
         return text
+    if text.startswith("ERR auth_failed: "):  # the same rejection from a daemon that sends codes
+        text = "ERR " + text[len("ERR auth_failed: "):]
     if text == "ERR auth failed":
         return ("ERR auth failed: %s rejected the token (a daemon started without --token-file makes a new token at "
                 "each start; see --show-token)" % ep.hostport())

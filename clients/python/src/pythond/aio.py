@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from . import _endpoint as E
 from . import _proto as P
 from .client import OutputCallback, close_error
-from .errors import PythondError
+from .errors import CodedReply, PythondError
 
 T = TypeVar("T")
 
@@ -104,6 +104,8 @@ class AsyncClient(object):
         if self._first and isinstance(m, str):
             self._first = False
             m = E.explain_rejection(self.endpoint, m)
+        if isinstance(m, str) and m.startswith("ERR ") and self._ws.subprotocol == P.SUBPROTOCOLS[0]:
+            m = CodedReply(m)  # the daemon sends codes: a tag is the code (errors.classify)
         return m
 
     async def _send(self, frame: str) -> None:

@@ -16,7 +16,7 @@ from websockets.sync.client import ClientConnection, connect as ws_connect, unix
 
 from . import _endpoint as E
 from . import _proto as P
-from .errors import AuthFailed, DaemonUnreachable, PythondError, error_for
+from .errors import CodedReply, AuthFailed, DaemonUnreachable, PythondError, error_for
 
 OutputCallback = Callable[[str], None]
 T = TypeVar("T")
@@ -104,6 +104,8 @@ class Client(object):
         if self._first and isinstance(m, str):
             self._first = False
             m = E.explain_rejection(self.endpoint, m)
+        if isinstance(m, str) and m.startswith("ERR ") and self._ws.subprotocol == P.SUBPROTOCOLS[0]:
+            m = CodedReply(m)  # the daemon sends codes: a tag is the code (errors.classify)
         return m
 
     def _send(self, frame: str) -> None:

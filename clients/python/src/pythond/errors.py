@@ -118,10 +118,16 @@ _BY_MESSAGE: Tuple[Tuple["re.Pattern[str]", str], ...] = tuple(
 )
 
 
+class CodedReply(str):
+    """A reply read on a connection that carries codes (pythond.1+codes): a tag is always the code."""
+
+
 def classify(reply: str) -> Tuple[str, str]:
     """(code, message) of an ``ERR ...`` reply; both ``ERR <code>: message`` and bare messages parse."""
     body = reply[4:] if reply.startswith("ERR ") else reply
     m = re.match(r"^([a-z_]+): ", body)
+    if m and m.group(1) in KNOWN_CODES and isinstance(reply, CodedReply):
+        return m.group(1), body[m.end():]
     if m and m.group(1) in KNOWN_CODES:
         # "usage: poll <name>" is a plain message that looks tagged; "usage: usage: poll <name>" is
         # the tagged form of it: the tag is real unless only the untagged reading classifies.
