@@ -18,7 +18,6 @@
  */
 import { PythondError } from "../protocol/errors.ts";
 import { buildFrame } from "../protocol/frame.ts";
-import { checkName } from "../protocol/names.ts";
 import { socketPath } from "../paths.ts";
 import { Client, type Message } from "./connect.ts";
 import { ReplyErrorWithCode, classifyError, parseLs, type CellState, type SessionInfo, type SessionStatus } from "./replies.ts";
@@ -62,6 +61,17 @@ export interface NewOptions {
   cwd?: string;
   /** End the session after this many idle seconds. */
   idleTimeout?: number;
+}
+
+/**
+ * A name must fit in a frame's first line as one word; whether it names a session (`work`, or
+ * `srv/work` behind a proxy or node) is the daemon's to say (invalid_name, no_session).
+ */
+function frameName(name: string): string {
+  if (typeof name !== "string" || !/^[^\s\x00-\x1f]{1,200}$/.test(name)) {
+    throw new PythondError("invalid_name", `invalid session name ${JSON.stringify(name)} (lowercase a-z 0-9 _ -, 1 to 80 characters)`);
+  }
+  return name;
 }
 
 export async function connect(opts: ConnectOptions = {}): Promise<PythondClient> {
@@ -114,7 +124,7 @@ export class PythondClient {
   /** Creates a session and returns it (`replace` ends one of that name first). */
   async new(name: string, opts: NewOptions = {}): Promise<Session> {
     // Paths travel percent-encoded (frames split on spaces), as pysh sends them.
-    const args = [checkName(name), "--cwd", encodeURIComponent(opts.cwd ?? process.cwd())];
+    const args = [frameName(name), "--cwd", encodeURIComponent(opts.cwd ?? process.cwd())];
     if (opts.replace) args.push("--replace");
     if (opts.python) args.push("--python", encodeURIComponent(opts.python));
     if (opts.idleTimeout) args.push("--idle-timeout", String(opts.idleTimeout));
@@ -124,7 +134,7 @@ export class PythondClient {
 
   /** A handle on an existing session (nothing is sent until it is used). */
   session(name: string): Session {
-    return new Session(this, checkName(name));
+    return new Session(this, frameName(name));
   }
 
   async ls(): Promise<SessionInfo[]> {

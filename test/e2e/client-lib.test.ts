@@ -89,7 +89,7 @@ test("errors carry stable codes", async () => {
   expect(await code(c.session("nope").run("1"))).toBe("no_session");
   expect(await code(c.new("lib"))).toBe("session_exists");
   expect(await code(c.new("Bad Name"))).toBe("invalid_name");
-  expect(await code(c.request("status", ["UPPER"]))).toBe("invalid_name"); // the daemon's word for it, classified
+  expect(await code(c.session("UPPER").status())).toBe("invalid_name"); // the daemon's word for it, classified
   expect(await code(c.session("lib").poll("000000000000"))).toBe("unknown_cell");
   const id = await c.session("lib").fire("import time; time.sleep(3)");
   expect(await code(c.session("lib").wait(id, { timeout: 0.1 }))).toBe("timeout");

@@ -100,7 +100,7 @@ def test_errors_carry_stable_codes(client, daemon):
     with pytest.raises(pythond.InvalidName):
         client.session("Bad Name")
     with pytest.raises(pythond.InvalidName):  # the daemon's word for it, classified
-        client.request("status", "UPPER")
+        client.session("UPPER").status()
     with pytest.raises(UnknownCell):
         client.session("sync8").poll("000000000000")
     with pytest.raises(pythond.DaemonUnreachable) as ei:

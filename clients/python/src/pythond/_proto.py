@@ -28,13 +28,13 @@ T = TypeVar("T")
 #: An operation whose result is a T.
 Op = Generator[Action, Optional[Message], T]
 
-_NAME = re.compile(r"^[a-z0-9_-]{1,80}$")
-_DEVICES = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])$")
+_FRAME_WORD = re.compile(r"^[^\s\x00-\x1f]{1,200}$")
 
 
 def check_name(name: str) -> str:
-    """Session names: lowercase a-z 0-9 _ -, 1 to 80 characters (as the daemon checks them)."""
-    if not isinstance(name, str) or not _NAME.match(name) or _DEVICES.match(name):
+    """A name must fit in a frame's first line as one word; whether it names a session (``work``,
+    or ``srv/work`` behind a proxy or node) is the daemon's to say (InvalidName, NoSession)."""
+    if not isinstance(name, str) or not _FRAME_WORD.match(name):
         raise InvalidName("invalid session name: %r (lowercase a-z 0-9 _ -, 1 to 80 characters)" % (name,))
     return name
 
