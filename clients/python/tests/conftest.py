@@ -19,7 +19,7 @@ BIN = os.environ.get("PYTHOND_BIN") or os.path.join(ROOT, "dist", "pythond")
 
 
 class Daemon(object):
-    def __init__(self, args=()):
+    def __init__(self, args=(), env=None):
         self.dir = tempfile.mkdtemp(prefix="pyd-py-")
         self.home = os.path.join(self.dir, "home")
         os.mkdir(self.home)
@@ -27,6 +27,7 @@ class Daemon(object):
         self.env = dict(os.environ, PYTHOND_SOCK=self.sock, HOME=self.home, NO_COLOR="1")
         for k in ("PYTHOND_HOST", "PYTHOND_TOKEN", "PYTHOND_TLS"):
             self.env.pop(k, None)
+        self.env.update(env or {})
         self.args = list(args)
         self.start()
 

@@ -96,3 +96,17 @@ def test_plain_client_against_tls_port_and_no_token(tls_daemon, client_home):
     with pytest.raises(AuthFailed) as ei:
         Client(host="127.0.0.1:%d" % tls_daemon.port)
     assert "no token" in str(ei.value)
+
+
+def test_local_tcp_mode_reads_daemon_json(monkeypatch):
+    """Windows' way (PYTHOND_LOCAL_TCP=1 elsewhere): port and token from daemon.json beside the socket."""
+    d = Daemon(env={"PYTHOND_LOCAL_TCP": "1", "PYTHOND_PORT": "0"})
+    try:
+        for k, v in (("PYTHOND_SOCK", d.sock), ("HOME", d.home), ("PYTHOND_LOCAL_TCP", "1")):
+            monkeypatch.setenv(k, v)
+        monkeypatch.delenv("PYTHOND_HOST", raising=False)
+        with Client() as c:
+            assert c.endpoint.label().startswith("127.0.0.1:")
+            assert c.new("ltcp").run("print(5)").output == "5\n"
+    finally:
+        d.close()
