@@ -11,7 +11,8 @@ const HELP = `pysh mcp -- Model Context Protocol server (stdio) for the running 
 
 Environment: as pysh (PYTHOND_SOCK, PYTHOND_HOST/PYTHOND_TOKEN/PYTHOND_TLS), and
 PYTHOND_MCP_DEADLINE (seconds run waits before answering "still running", default 20),
-PYTHOND_MCP_MAX_OUTPUT (characters of output per answer before head+tail, default 12000).`;
+PYTHOND_MCP_MAX_OUTPUT (characters of output per answer before head+tail, default 12000),
+PYTHOND_MCP_KEEP_OUTPUT (characters of a cell's output kept for read_output, default 32 Mi).`;
 
 /** The JSON most MCP clients take (Claude Desktop, Claude Code's .mcp.json, Cursor, Windsurf...). */
 export function mcpConfig(): Record<string, unknown> {

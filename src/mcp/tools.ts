@@ -170,7 +170,7 @@ export class Tools {
   /** The answer for a cell: its end if it comes within the deadline, else what it printed so far. */
   private async report(rec: CellRecord, deadlineS: number, progress: Progress, signal?: AbortSignal): Promise<ToolResult> {
     const timer = progress
-      ? setInterval(() => progress(secs(rec.started), lastLine(rec.output)), PROGRESS_EVERY_MS)
+      ? setInterval(() => progress(secs(rec.started), lastLine(rec.buffer.latest)), PROGRESS_EVERY_MS)
       : undefined;
     let end: CellEnd | null;
     try {
