@@ -23,6 +23,7 @@ export type Progress = ((elapsedS: number, message: string) => void) | undefined
 
 export const DEFAULT_DEADLINE_S = Number(process.env.PYTHOND_MCP_DEADLINE || 20);
 const PROGRESS_EVERY_MS = 1000;
+const INTERRUPT_SETTLE_MS = 2000;
 
 const text = (t: string, isError = false): ToolResult => ({ content: [{ type: "text", text: t }], ...(isError ? { isError } : {}) });
 
@@ -91,8 +92,32 @@ export class Tools {
     return text(names.length ? names.join("\n") : "(no public names)");
   }
 
+  /**
+   * Interrupts, then checks what stopped: a thread in C code (a blocking call, a long numpy
+   * operation) notices an interrupt only when it returns to Python, and the agent must not be told
+   * it stopped when it did not.
+   */
   async interrupt(a: { session: string }): Promise<ToolResult> {
-    return text(await (await this.client()).session(a.session).interrupt());
+    const s = (await this.client()).session(a.session);
+    const before = (await s.status()).running;
+    const reply = await s.interrupt();
+    if (!before.length) return text(reply);
+    let still = before;
+    for (const end = Date.now() + INTERRUPT_SETTLE_MS; still.length && Date.now() < end; ) {
+      await Bun.sleep(50); // polling the session's own state, bounded
+      const now = (await s.status()).running;
+      still = before.filter((id) => now.includes(id));
+    }
+    const stopped = before.filter((id) => !still.includes(id));
+    const lines = [reply];
+    if (stopped.length) lines.push(`stopped: ${stopped.join(", ")}`);
+    if (still.length) {
+      lines.push(
+        `still running ${INTERRUPT_SETTLE_MS / 1000} s after the interrupt: ${still.join(", ")} (in C code or a blocking call, which notices ` +
+          `interrupts only when it returns to Python); interrupt again later, wait for it, or kill_session (the namespace is lost)`,
+      );
+    }
+    return text(lines.join("\n"));
   }
 
   async run(a: { session: string; code: string; timeout?: number; deadline?: number }, progress: Progress, signal?: AbortSignal): Promise<ToolResult> {

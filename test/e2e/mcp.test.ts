@@ -120,11 +120,21 @@ test("progress notifications while a cell runs (the client sent a token)", async
 test("interrupt reports what it interrupted; the session survives", async () => {
   const r = await call("run", { session: "m1", code: waitFlag(join(d.e.dir, "never")), deadline: 0.3 });
   const id = /cell ([0-9a-f]{12}) still running/.exec(textOf(r))![1]!;
-  expect(textOf(await call("interrupt", { session: "m1" }))).toBe("OK int m1: 1 run (interrupted)");
+  expect(textOf(await call("interrupt", { session: "m1" }))).toBe(`OK int m1: 1 run (interrupted)\nstopped: ${id}`);
   const w = await call("wait", { session: "m1", cell_id: id });
   expect(textOf(w)).toMatch(/raised[\s\S]*KeyboardInterrupt/);
   expect(textOf(await call("run", { session: "m1", code: "print(x)" }))).toEndWith("\n41");
   expect(textOf(await call("interrupt", { session: "m1" }))).toBe("OK no running cells in m1");
+  // A thread blocked in C code does not stop: the answer says so instead of claiming it did.
+  const flag = join(d.e.dir, "flag-blocked");
+  const fired = await d.pysh(["fire", "m1", `import socket\na, b = socket.socketpair()\nopen(${JSON.stringify(flag)}, "w").close()\nb.recv(1)`]);
+  const fid = JSON.parse(fired.stdout).cell_id as string;
+  await until(() => existsSync(flag), "the fire cell to block in recv");
+  const t = textOf(await call("interrupt", { session: "m1" }));
+  expect(t).toStartWith("OK int m1: 1 thread (best-effort)\nstill running 2 s after the interrupt: " + fid);
+  expect(t).toContain("kill_session");
+  await call("run", { session: "m1", code: "a.send(b'x')" }); // unblock it
+  expect(textOf(await call("wait", { session: "m1", cell_id: fid }))).toMatch(/^cell [0-9a-f]{12} (done|raised)/);
 });
 
 test("long output: head and tail with the total size; read_output pages any byte range; \\r collapsed", async () => {
