@@ -27,6 +27,7 @@ const HELP = `pysh ${VERSION} -- client for pythond sessions
   pysh status <name>                            JSON health
   pysh vars <name>                              JSON list of namespace names
   pysh complete <name> <text>                   JSON completion candidates
+  pysh mcp [--print-config]                     MCP server (stdio) for agents
 
 A session on a node of this hub is named node/session: pysh run worker-1/work "x".
 
@@ -143,6 +144,7 @@ export async function main(argv: string[]): Promise<number> {
     const m = await import("./fleet/main.ts");
     return m.fleetMain(cmd, argv.slice(1));
   }
+  if (cmd === "mcp") return (await import("../mcp/main.ts")).mcpMain(argv.slice(1));
   if (cmd === "attach") {
     const { attachMain } = await import("./attach.ts");
     return attachMain(argv.slice(1));
