@@ -25,6 +25,7 @@ export const startCommand = defineCommand({
     "max-frame": { type: "string", description: "largest frame accepted, in MiB (default 64)" },
     "idle-timeout": { type: "string", description: "end sessions unused for this many seconds (default: never)" },
     "max-inflight": { type: "string", description: "large request bodies in flight at once, all clients, in MiB (default 128)" },
+    heartbeat: { type: "string", description: "fleet hub: seconds between heartbeats to each node (default 10)" },
   },
   async run({ args }) {
     const remote = (await import("./pyctl-remote.ts")).startRemoteOptions(daemonArgv, args);
@@ -35,7 +36,9 @@ export const startCommand = defineCommand({
     if (idle !== undefined && !(idle > 0)) throw new PythondError("usage", "--idle-timeout takes a number of seconds > 0");
     const inflight = args["max-inflight"] === undefined ? undefined : Number(args["max-inflight"]) * 1024 * 1024;
     if (inflight !== undefined && !(inflight > 0)) throw new PythondError("usage", "--max-inflight takes a size in MiB > 0");
-    await runDaemon({ socket: socketPath(), maxFrame, maxInflight: inflight, idleTimeout: idle, argv: daemonArgv, remote });
+    const heartbeat = args.heartbeat === undefined ? undefined : Number(args.heartbeat);
+    if (heartbeat !== undefined && !(heartbeat > 0 && heartbeat <= 3600)) throw new PythondError("usage", "--heartbeat takes seconds > 0");
+    await runDaemon({ socket: socketPath(), maxFrame, maxInflight: inflight, idleTimeout: idle, argv: daemonArgv, remote, heartbeat });
     exitCode = -1; // keep running: the server holds the event loop
   },
 });
@@ -95,6 +98,8 @@ const tlsCommands = {
   pin: () => import("./pyctl-tls.ts").then((m) => m.pin),
   connect: () => import("./pyctl-remote.ts").then((m) => m.connect),
   disconnect: () => import("./pyctl-remote.ts").then((m) => m.disconnect),
+  "join-token": () => import("./pyctl-fleet.ts").then((m) => (m.setRawArgv(process.argv), m.joinToken)),
+  node: () => import("./pyctl-fleet.ts").then((m) => m.node),
 };
 
 const pyctl = defineCommand({
@@ -124,7 +129,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof ReplyError) errLine(e.reply);
     else if (e instanceof PythondError) errLine(e.toFrame());
-    else errLine(`ERR ${(e as Error).message}`);
+    else errLine(PythondError.from(e).toFrame());
     return 1;
   }
 }

@@ -9,6 +9,8 @@
  * (a `status` must get through while big cells load).
  */
 import { PythondError } from "../protocol/errors.ts";
+import { errReply } from "../protocol/replies.ts";
+import type { ClientConn, Prepared, Router } from "./conn.ts";
 
 export const DEFAULT_MAX_INFLIGHT = 128 * 1024 * 1024;
 /** Frames below this are counted as nothing and never refused. */
@@ -38,11 +40,10 @@ export class InflightBudget {
       queueMicrotask(collect); // the refused text is garbage once this turn is over
       const nl = frame.indexOf("\n");
       const cmd = frame.slice(0, Math.min(nl < 0 ? frame.length : nl, 200));
-      return `${REFUSED}${cmd}\n${new PythondError(
-        "busy",
+      const why =
         `busy: ${mib(this.used)} of requests are in flight and this one is ${mib(n)} (limit ${mib(this.limit)}, ` +
-          "pythond daemon --max-inflight MiB); nothing was run: send it again when they are done",
-      ).toFrame()}`;
+        "pythond daemon --max-inflight MiB); nothing was run: send it again when they are done";
+      return `${REFUSED}${cmd}\n${why}`;
     }
     this.used += n;
     return frame;
@@ -56,35 +57,59 @@ export class InflightBudget {
     }
   }
 
-  /** For a stand-in made by admit: the refused frame's first line and the reply; else null. */
-  static refusal(frame: string): { cmd: string; reply: string } | null {
+  /** For a stand-in made by admit: the refused frame's first line and why; else null. */
+  static refusal(frame: string): { cmd: string; why: string } | null {
     if (!frame.startsWith(REFUSED)) return null;
     const rest = frame.slice(REFUSED.length);
     const nl = rest.indexOf("\n");
-    return { cmd: rest.slice(0, nl), reply: rest.slice(nl + 1) };
+    return { cmd: rest.slice(0, nl), why: rest.slice(nl + 1) };
   }
 }
 
-type Handle<C> = (conn: C, frame: string, runs?: string) => Promise<void>;
+/** What the budgeted router queues: the inner router's parse, or a refusal, and the frame's size. */
+export interface Budgeted<P extends Prepared> extends Prepared {
+  inner?: P;
+  refused?: { cmd: string; why: string };
+  size: number;
+}
 
 /**
- * The connection's frame handler with the budget around it: a stand-in gets its `ERR busy` reply
- * (and an access-log line, through `refused`), and a counted frame is released once handled.
+ * The connections' router with the budget around it: a stand-in gets its `ERR busy` reply (and
+ * an access-log line, through `refused`), and a counted frame is released once handled. Only the
+ * size is kept, not the frame: a closure holding it would keep it until the cell ends.
  */
-export function withBudget<C extends { open: boolean; reply: { text(s: string): void } }>(
+export function withBudget<P extends Prepared>(
   budget: InflightBudget,
-  handle: Handle<C>,
-  refused: (conn: C, cmd: string) => void,
-): Handle<C> {
-  return (conn, frame, runs) => {
-    const r = frame.charCodeAt(0) === 0 ? InflightBudget.refusal(frame) : null;
-    if (r) {
-      if (conn.open) conn.reply.text(r.reply);
-      refused(conn, r.cmd);
-      return Promise.resolve();
-    }
-    const n = frame.length; // not the frame: a closure holding it would keep it until the cell ends
-    if (n < SMALL) return handle(conn, frame, runs);
-    return handle(conn, frame, runs).finally(() => budget.release(n));
+  router: Router<P>,
+  refused: (conn: ClientConn, cmd: string) => void,
+): Router<Budgeted<P>> {
+  return {
+    prepare(conn, text) {
+      const r = text.charCodeAt(0) === 0 ? InflightBudget.refusal(text) : null;
+      if (r) return { refused: r, size: 0 };
+      const size = text.length;
+      let inner: P | null;
+      try {
+        inner = router.prepare(conn, text);
+      } catch (e) {
+        budget.release(size);
+        throw e;
+      }
+      if (inner === null) {
+        budget.release(size);
+        return null;
+      }
+      return { inner, size, overlap: inner.overlap };
+    },
+    handle(conn, p) {
+      if (p.refused) {
+        if (conn.open) conn.reply.text(errReply(new PythondError("busy", p.refused.why), conn.codes));
+        refused(conn, p.refused.cmd);
+        return Promise.resolve();
+      }
+      const size = p.size;
+      if (size < SMALL) return router.handle(conn, p.inner!);
+      return router.handle(conn, p.inner!).finally(() => budget.release(size));
+    },
   };
 }

@@ -20,8 +20,8 @@ import {
   writeSync,
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { PythondError } from "../protocol/errors.ts";
 import { privateDir } from "../secure-fs.ts";
-import { TlsError } from "./errors.ts";
 
 /**
  * Create `dir` 0700 (parents too), or check the one there: ours, not a link, not writable by
@@ -91,7 +91,7 @@ export async function withLock<T>(lockDir: string, fn: () => Promise<T>): Promis
     } catch {
       continue; // released between mkdir and stat: try again at once
     }
-    if (Date.now() > deadline) throw new TlsError("tls_locked", `timed out waiting for ${lockDir}`);
+    if (Date.now() > deadline) throw new PythondError("tls_locked", `timed out waiting for ${lockDir}`);
     await Bun.sleep(10);
   }
   try {
