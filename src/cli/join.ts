@@ -37,6 +37,11 @@ const join = defineCommand({
     const idle = args["idle-timeout"] === undefined ? undefined : Number(args["idle-timeout"]);
     if (idle !== undefined && !(idle > 0)) throw new PythondError("usage", "--idle-timeout takes a number of seconds > 0");
     if (args.token !== undefined && !/^[\x21-\x7e]{1,256}$/.test(args.token)) throw new PythondError("usage", "--token: not a join token");
+    if (args.token !== undefined) {
+      // The node runs for long: its join token stays out of `ps` for the rest of its life
+      // (argv-scrub.ts; our own copy in rawArgv still serves `pyctl restart`).
+      (await import("./argv-scrub.ts")).scrubArgv(args.token);
+    }
     const { runNode } = await import("../fleet/node/run.ts");
     await runNode({ url, token: args.token, fingerprint: args.fingerprint, pin: args.pin, id, labels, heartbeat, idleTimeout: idle, argv: rawArgv });
     exitCode = -1; // keep running
