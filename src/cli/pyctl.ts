@@ -101,7 +101,7 @@ const pyctl = defineCommand({
 
 export async function main(argv: string[]): Promise<number> {
   if (argv[0] === "--version" || argv[0] === "-V") {
-    line(`pyctl ${VERSION}`);
+    line((await import("../build-info.ts")).versionLine("pyctl"));
     return 0;
   }
   if (argv.length === 0 || argv[0] === "--help" || argv[0] === "-h") {
