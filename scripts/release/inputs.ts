@@ -1,5 +1,5 @@
 /**
- * A digest of everything a release is made from (sources, scripts, lockfile, README, licence,
+ * A digest of everything a release is made from (sources, scripts, lockfile, README, licence, the commit,
  * the Python client library when present, bun's version). The release writes it to
  * dist/release/.inputs; tests rebuild the release only when it differs, so a targeted test run
  * after a code change never checks a stale release, and an unchanged tree is not rebuilt.
@@ -23,9 +23,10 @@ function walk(root: string, p: string, h: Bun.CryptoHasher): void {
   h.update("\0");
 }
 
-export function inputsDigest(root: string): string {
+/** `commit` too: it is baked into the binaries (a new commit with the same files is a new release). */
+export function inputsDigest(root: string, commit: string): string {
   const h = new Bun.CryptoHasher("sha256");
-  h.update(`bun ${Bun.version}\0`);
+  h.update(`bun ${Bun.version}\0commit ${commit}\0`);
   for (const part of PARTS) walk(root, join(root, part), h);
   return h.digest("hex");
 }
