@@ -122,7 +122,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     server.stop(true);
     lock.release();
     const compiled = Bun.main.startsWith("/$bunfs/") || Bun.main.startsWith("B:/~BUN/");
-    const cmd = [process.execPath, ...(compiled ? [] : [Bun.main]), "daemon", ...(opts.argv ?? [])];
+    // After an upgrade that renamed a new file over ours (install.sh, package managers), Linux
+    // reports our own, now unlinked, file as "<path> (deleted)": the new binary is at <path>.
+    const self = process.execPath.replace(/ \(deleted\)$/, "");
+    const cmd = [self, ...(compiled ? [] : [Bun.main]), "daemon", ...(opts.argv ?? [])];
     const next = Bun.spawn(cmd, { stdio: ["ignore", "inherit", "inherit"], detached: true, env: process.env });
     next.unref();
     process.exit(0);
