@@ -5,7 +5,7 @@
  * onto the new binary with the session intact; uninstall; tampered files and missing sums
  * refused with nothing installed; download from a loopback HTTP server (curl and busybox wget).
  */
-import { beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -33,6 +33,8 @@ beforeAll(async () => {
   if (r.exitCode !== 0) throw new Error(`busybox --install: ${r.stderr}`);
   await ensureRelease();
 }, 300_000);
+
+afterAll(() => rmSync(tmp, { recursive: true, force: true })); // a dozen ~110 MB copies
 
 /** Runs install.sh with a clean environment: only HOME, PATH (and what a test adds). */
 async function install(shell: string[], args: string[], opts: { path?: string; env?: Record<string, string>; home?: string } = {}) {
