@@ -15,6 +15,9 @@ import type { ServerWebSocket } from "bun";
 import { PythondError } from "../protocol/errors.ts";
 import { SUBPROTOCOL, SUBPROTOCOL_LEGACY, VERSION } from "../protocol/version.ts";
 import { ensurePrivateDir, restartMarker, runtimeDir } from "../paths.ts";
+
+/** `pyctl restart` under a service manager: the exit status that asks it to start us again. */
+export const SUPERVISED_RESTART_EXIT = 75;
 import { AccessLog, flushAccessLogs } from "./access-log.ts";
 import { ClientConn } from "./conn.ts";
 import { handleFrame, runSession, type DaemonContext } from "./dispatch.ts";
@@ -121,6 +124,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     remote?.stop();
     server.stop(true);
     lock.release();
+    // Under a service manager (our units set PYTHOND_SUPERVISED=1), starting the successor
+    // ourselves would leave it outside the service; exit 75 and the manager starts it
+    // (systemd RestartForceExitStatus=75, launchd KeepAlive on a non-zero exit).
+    if (process.env.PYTHOND_SUPERVISED === "1") process.exit(SUPERVISED_RESTART_EXIT);
     const compiled = Bun.main.startsWith("/$bunfs/") || Bun.main.startsWith("B:/~BUN/");
     // After an upgrade that renamed a new file over ours (install.sh, package managers), Linux
     // reports our own, now unlinked, file as "<path> (deleted)": the new binary is at <path>.

@@ -7,7 +7,8 @@
  *  - only the daemon is stopped (systemd KillMode=process, launchd AbandonProcessGroup): each
  *    session is its own process and outlives the daemon; the next one adopts it, so
  *    `systemctl restart` keeps every session (README "Sessions survive the daemon");
- *  - restart on failure only: `pyctl stop` exits 0 and stays stopped;
+ *  - restart on failure only: `pyctl stop` exits 0 and stays stopped; `pyctl restart` makes the
+ *    daemon exit 75 (PYTHOND_SUPERVISED=1) so that the manager, not the daemon, starts the new one;
  *  - hardening limited to what a Python session never needs: no PrivateTmp (users share /tmp
  *    with their sessions), no MemoryDenyWriteExecute (Bun's JIT, numba), no ProtectHome.
  */
@@ -30,6 +31,11 @@ export interface ServiceSpec {
 }
 
 /** systemd's quoting for one ExecStart word ('%' is a specifier, '$' an expansion). */
+/** The spec's environment plus PYTHOND_SUPERVISED=1 (src/daemon/server.ts restart). */
+function env(s: ServiceSpec): Record<string, string> {
+  return { PYTHOND_SUPERVISED: "1", ...s.env };
+}
+
 export function systemdQuote(word: string): string {
   const escaped = word.replace(/%/g, "%%").replace(/\$/g, "$$$$");
   if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(escaped)) return escaped;
@@ -46,12 +52,14 @@ export function systemdUnit(s: ServiceSpec): string {
     "[Service]",
     "Type=simple",
     `ExecStart=${s.argv.map(systemdQuote).join(" ")}`,
-    ...Object.entries(s.env ?? {}).map(([k, v]) => `Environment=${systemdQuote(`${k}=${v}`)}`),
+    ...Object.entries(env(s)).map(([k, v]) => `Environment=${systemdQuote(`${k}=${v}`)}`),
     "# Stop only the daemon: sessions are processes of their own and the next daemon adopts them,",
     "# so `systemctl restart` keeps every session.",
     "KillMode=process",
     "Restart=on-failure",
-    "RestartSec=2",
+    "RestartSec=1",
+    "# `pyctl restart` (PYTHOND_SUPERVISED=1) exits 75 for systemd to start the new daemon.",
+    "RestartForceExitStatus=75",
     "# Hardening that no Python session needs to do without (no PrivateTmp: sessions share /tmp",
     "# with you; no MemoryDenyWriteExecute: JITs). NoNewPrivileges: sudo and setuid programs fail",
     "# inside sessions; delete the line if yours need them.",
@@ -87,7 +95,7 @@ export function launchdLabel(s: ServiceSpec): string {
 
 /** A launchd plist: KeepAlive on failure only, AbandonProcessGroup so sessions outlive the daemon. */
 export function launchdPlist(s: ServiceSpec, logFile: string): string {
-  const env = Object.entries(s.env ?? {});
+  const vars = Object.entries(env(s));
   return [
     '<?xml version="1.0" encoding="UTF-8"?>',
     '<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">',
@@ -100,8 +108,8 @@ export function launchdPlist(s: ServiceSpec, logFile: string): string {
     ...s.argv.map((a) => `    <string>${xml(a)}</string>`),
     "  </array>",
     ...(s.system && s.runAs ? [`  <key>UserName</key><string>${xml(s.runAs)}</string>`] : []),
-    ...(env.length
-      ? ["  <key>EnvironmentVariables</key>", "  <dict>", ...env.map(([k, v]) => `    <key>${xml(k)}</key><string>${xml(v)}</string>`), "  </dict>"]
+    ...(vars.length
+      ? ["  <key>EnvironmentVariables</key>", "  <dict>", ...vars.map(([k, v]) => `    <key>${xml(k)}</key><string>${xml(v)}</string>`), "  </dict>"]
       : []),
     "  <key>RunAtLoad</key><true/>",
     "  <!-- restart after a crash, not after pyctl stop -->",
@@ -109,6 +117,8 @@ export function launchdPlist(s: ServiceSpec, logFile: string): string {
     "  <dict><key>SuccessfulExit</key><false/></dict>",
     "  <!-- stop only the daemon: sessions outlive it and the next daemon adopts them -->",
     "  <key>AbandonProcessGroup</key><true/>",
+    "  <!-- pyctl restart exits 75 (PYTHOND_SUPERVISED): start the new daemon within a second -->",
+    "  <key>ThrottleInterval</key><integer>1</integer>",
     `  <key>StandardErrorPath</key><string>${xml(logFile)}</string>`,
     "</dict>",
     "</plist>",

@@ -122,12 +122,15 @@ describe("pyctl install-service (systemd)", () => {
     }
   });
 
-  test("the unit's ExecStart runs the daemon; stopped as KillMode=process stops it, started again, the session is still there", async () => {
+  test("the unit's ExecStart and Environment run the daemon; systemctl stop/restart (SIGTERM to it alone) and pyctl restart (exit 75) keep the session", async () => {
     const e = makeEnv();
     const unit = (await pyctl(e, ["install-service", "--print", "--idle-timeout", "600"])).stdout;
     const argv = execStart(unit);
+    const unitEnv = Object.fromEntries([...unit.matchAll(/^Environment=(\w+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]));
+    expect(unitEnv).toEqual({ PYTHOND_SUPERVISED: "1" });
+    // what systemd does: start ExecStart with the unit's environment
     const start = async () => {
-      const p = Bun.spawn(argv, { env: e.env, cwd: e.dir, stdout: "pipe", stderr: "pipe" });
+      const p = Bun.spawn(argv, { env: { ...e.env, ...unitEnv }, cwd: e.dir, stdout: "pipe", stderr: "pipe" });
       await new LineWatcher(p.stderr as ReadableStream<Uint8Array>).waitFor(/listening on/);
       return p;
     };
@@ -135,10 +138,17 @@ describe("pyctl install-service (systemd)", () => {
     let worker = 0;
     try {
       expect((await exec([PYSH, "new", "s"], e)).code).toBe(0);
-      expect((await exec([PYSH, "run", "s", "import os; x = 41; os.getpid()"], e)).code).toBe(0);
-      worker = Number((await exec([PYSH, "run", "s", "os.getpid()"], e)).stdout);
-      p.kill("SIGTERM"); // what systemctl stop/restart sends to the main process, and only to it
-      await p.exited;
+      worker = Number((await exec([PYSH, "run", "s", "import os; x = 40; os.getpid()"], e)).stdout);
+      p.kill("SIGTERM"); // systemctl stop/restart with KillMode=process: the main process only
+      expect(await p.exited).toBe(0); // a clean exit: systemd does not count it as a failure
+      expect(alive(worker)).toBe(true);
+      p = await start();
+      expect((await exec([PYSH, "run", "s", "x += 1"], e)).code).toBe(0);
+      // pyctl restart under the service: the daemon leaves the successor to systemd
+      // (RestartForceExitStatus=75) instead of starting one outside the unit
+      expect((await exec([PYCTL, "restart"], e)).stdout).toContain("OK");
+      expect(await p.exited).toBe(75);
+      expect(unit.split("\n")).toContain("RestartForceExitStatus=75");
       expect(alive(worker)).toBe(true);
       p = await start();
       expect(await exec([PYSH, "run", "s", "x + 1"], e)).toEqual({ code: 0, stdout: "42\n", stderr: "" });
@@ -166,11 +176,13 @@ print(json.dumps(p, sort_keys=True))`;
     expect(parsed.stderr).toBe("");
     expect(JSON.parse(parsed.stdout)).toEqual({
       AbandonProcessGroup: true,
+      EnvironmentVariables: { PYTHOND_SUPERVISED: "1" },
       KeepAlive: { SuccessfulExit: false },
       Label: "dev.pythond.daemon",
       ProgramArguments: [BIN, "daemon", "--listen", "127.0.0.1:7399"],
       RunAtLoad: true,
       StandardErrorPath: join(e.home, "Library/Logs/pythond.log"),
+      ThrottleInterval: 1,
     });
     const u = await pyctl(e, ["uninstall-service", "--format", "launchd", "--dir", dir]);
     expect(u.stdout).toBe(`removed ${path}\nthen:\n  launchctl bootout gui/$(id -u)/dev.pythond.daemon\n`);
