@@ -195,6 +195,7 @@ describe("install.sh", () => {
       port: 0,
       fetch(req) {
         const name = decodeURIComponent(new URL(req.url).pathname.slice(1));
+        if (name === "install.sh") return new Response(Bun.file(SCRIPT));
         if (name.includes("/") || !existsSync(join(RELEASE, name))) return new Response("not found", { status: 404 });
         return new Response(Bun.file(join(RELEASE, name)));
       },
@@ -208,6 +209,17 @@ describe("install.sh", () => {
         expect(r.stdout).toContain(`downloading ${url}/${LINUX}`);
         assertInstalled(prefix);
       }
+      // the documented one-liner: curl ... | sh -s -- OPTIONS
+      const prefix = join(tmp, "p-pipe");
+      const pipe = Bun.spawn(["sh", "-c", `curl -fsSL ${url}/install.sh | sh -s -- --prefix '${prefix}'`], {
+        env: { HOME: join(tmp, "home"), PATH: "/usr/bin:/bin", PYTHOND_BASE_URL: url },
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      const [out, err] = [await new Response(pipe.stdout).text(), await new Response(pipe.stderr).text()];
+      expect({ code: await pipe.exited, err }).toEqual({ code: 0, err: "" });
+      expect(out).toContain(`installed pythond ${VERSION}`);
+      assertInstalled(prefix);
       // a URL that could be tampered with on the way is refused before anything is fetched
       const r = await install(["dash"], ["--prefix", join(tmp, "p-http")], { env: { PYTHOND_BASE_URL: "http://example.invalid/rel" } });
       expect(r.code).toBe(1);

@@ -41,11 +41,10 @@ describe("release", () => {
       ...POSIX.map((t) => `pythond-${VERSION}-py3-none-${WHEELS[t]}.whl`),
     ].sort();
     expect([...sums.keys()].sort()).toEqual(expected);
-    for (const [name, hex] of sums) expect(sha256File(join(RELEASE, name))).toBe(hex);
-    // and the format is the one sha256sum -c reads
+    // every sum right, in the format sha256sum -c reads (one pass over the ~1.2 GB)
     const r = await exec(["sha256sum", "-c", "SHA256SUMS"], makeEnv(), { cwd: RELEASE });
     expect(r.code).toBe(0);
-    expect(r.stdout.trim().split("\n")).toHaveLength(expected.length);
+    expect(r.stdout.trim().split("\n").sort()).toEqual(expected.map((n) => `${n}: OK`).sort());
   });
 
   for (const [t, want] of Object.entries(TARGETS)) {
