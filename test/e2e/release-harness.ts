@@ -44,12 +44,13 @@ export function sha256File(path: string): string {
 
 /** A daemon run from the given binary (an installed copy, a wheel's) instead of dist/pythond. */
 export class BinDaemon extends Daemon {
-  constructor(e: Env, readonly bin: string) {
+  /** prefix: a command to run the binary with (an emulator) */
+  constructor(e: Env, readonly bin: string, readonly prefix: string[] = []) {
     super(e);
   }
 
   override async start(args: string[] = []): Promise<this> {
-    this.proc = Bun.spawn([this.bin, "daemon", ...args], { env: this.e.env, cwd: this.e.dir, stdout: "pipe", stderr: "pipe" });
+    this.proc = Bun.spawn([...this.prefix, this.bin, "daemon", ...args], { env: this.e.env, cwd: this.e.dir, stdout: "pipe", stderr: "pipe" });
     this.log = new LineWatcher(this.proc.stderr as ReadableStream<Uint8Array>);
     await this.log.waitFor(/listening on/);
     return this;
