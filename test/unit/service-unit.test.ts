@@ -30,3 +30,18 @@ describe("service units", () => {
     expect(sys).toContain("User=svc\n");
   });
 });
+
+describe("pythond join --install-service arguments", () => {
+  test("our flags and the join token stay out of the node's command line", async () => {
+    const { nodeServiceArgs } = await import("../../src/cli/join-service.ts");
+    expect(nodeServiceArgs(["wss://hub:7399", "--token", "T0K", "--fingerprint", "ab:cd", "--install-service", "--system", "--run-as", "svc", "--label", "gpu=1"])).toEqual({
+      joinArgs: ["wss://hub:7399", "--fingerprint", "ab:cd", "--label", "gpu=1"],
+      system: true,
+      print: false,
+      runAs: "svc",
+      droppedToken: true,
+    });
+    expect(nodeServiceArgs(["wss://hub:7399", "--token=T0K", "--install-service", "--print"]).joinArgs).toEqual(["wss://hub:7399"]);
+    expect(() => nodeServiceArgs(["wss://hub:7399", "--install-service", "--run-as", "svc"])).toThrow("--run-as applies to --system services");
+  });
+});
