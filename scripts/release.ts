@@ -3,6 +3,7 @@
  *   pythond-<ver>-<target>[.exe]   the binary (targets: scripts/compile.ts TARGETS)
  *   pythond-<ver>-<target>.tar.gz  POSIX targets: pythond-<ver>-<target>/{pythond, pysh, pyctl, README.md, LICENSE}
  *   pythond-<ver>-py3-none-<platform>.whl  POSIX targets: `pip install` puts pythond, pysh, pyctl on PATH
+ *   install.sh                     scripts/install.sh
  *   SHA256SUMS                     `sha256sum -c` format, every file above
  * Cross-target runtimes come from the npm registry on first use and stay in Bun's install cache
  * (~/.bun/install/cache, or BUN_INSTALL_CACHE_DIR). Each binary is checked against its target
@@ -95,10 +96,12 @@ try {
     files.push({ name: whl.name, bytes: whl.bytes });
     if (p === posix[0]) console.log(whl.withClient ? "wheels include the Python client (clients/python/pythond)" : "wheels carry the binary only (no clients/python/pythond in this tree)");
   }
+  // the installer travels with the release: a copied directory installs with `sh install.sh --from .`
+  files.push({ name: "install.sh", bytes: readFileSync(join(ROOT, "scripts", "install.sh")) });
   files.sort((a, b) => (a.name < b.name ? -1 : 1));
   let sums = "";
   for (const f of files) {
-    writeFileSync(join(out, f.name), f.bytes, { mode: f.name.endsWith(".tar.gz") || f.name.endsWith(".whl") ? 0o644 : 0o755 });
+    writeFileSync(join(out, f.name), f.bytes, { mode: /\.(tar\.gz|whl)$/.test(f.name) ? 0o644 : 0o755 });
     sums += `${new Bun.CryptoHasher("sha256").update(f.bytes).digest("hex")}  ${f.name}\n`;
   }
   writeFileSync(join(out, "SHA256SUMS"), sums);

@@ -97,6 +97,20 @@ describe("install.sh", () => {
     });
   }
 
+  test("the release directory's own install.sh, run inside it: sh install.sh --from .", async () => {
+    const prefix = join(tmp, "p-inside");
+    const p = Bun.spawn(["sh", "install.sh", "--from", ".", "--prefix", prefix], {
+      cwd: RELEASE,
+      env: { HOME: join(tmp, "home"), PATH: "/usr/bin:/bin" },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [out, err] = [await new Response(p.stdout).text(), await new Response(p.stderr).text()];
+    expect({ code: await p.exited, err }).toEqual({ code: 0, err: "" });
+    expect(out).toContain(`installed pythond ${VERSION}`);
+    assertInstalled(prefix);
+  });
+
   test("from one .tar.gz file, and into ~/.local/bin by default (not root) or /usr/local (root)", async () => {
     const home = join(tmp, "home-tgz");
     const r = await install(["sh"], ["--from", join(RELEASE, `${LINUX}.tar.gz`), ...(process.getuid?.() === 0 ? ["--prefix", join(home, ".local")] : [])], { home });

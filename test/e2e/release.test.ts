@@ -39,7 +39,9 @@ describe("release", () => {
       ...Object.keys(TARGETS).map((t) => `pythond-${VERSION}-${t}${exe(t)}`),
       ...POSIX.map((t) => `pythond-${VERSION}-${t}.tar.gz`),
       ...POSIX.map((t) => `pythond-${VERSION}-py3-none-${WHEELS[t]}.whl`),
+      "install.sh",
     ].sort();
+    expect(readFileSync(join(RELEASE, "install.sh"), "utf8")).toBe(readFileSync(join(ROOT, "scripts/install.sh"), "utf8"));
     expect([...sums.keys()].sort()).toEqual(expected);
     // every sum right, in the format sha256sum -c reads (one pass over the ~1.2 GB)
     const r = await exec(["sha256sum", "-c", "SHA256SUMS"], makeEnv(), { cwd: RELEASE });
@@ -101,7 +103,7 @@ describe("release", () => {
       expect(await p.exited).toBe(0);
       const again = releaseSums(out);
       const first = releaseSums();
-      expect(again.size).toBe(6); // 2 binaries, 2 tarballs, 2 wheels
+      expect(again.size).toBe(7); // 2 binaries, 2 tarballs, 2 wheels, install.sh
       for (const [name, hex] of again) expect({ name, hex }).toEqual({ name, hex: first.get(name)! });
     } finally {
       rmSync(out, { recursive: true, force: true });
