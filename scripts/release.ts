@@ -94,7 +94,7 @@ try {
     files.push({ name: `${dir}.tar.gz`, bytes: tgz });
     const whl = await buildWheel({ root: ROOT, version, platform: p.platform, binary: data, readme: readme.toString(), license: license.toString(), mtime });
     files.push({ name: whl.name, bytes: whl.bytes });
-    if (p === posix[0]) console.log(whl.withClient ? "wheels include the Python client (clients/python/pythond)" : "wheels carry the binary only (no clients/python/pythond in this tree)");
+    if (p === posix[0]) console.log(whl.withClient ? "wheels include the Python client (clients/python/src/pythond)" : "wheels carry the binary only (no clients/python/src/pythond in this tree)");
   }
   // the installer travels with the release: a copied directory installs with `sh install.sh --from .`
   files.push({ name: "install.sh", bytes: readFileSync(join(ROOT, "scripts", "install.sh")) });

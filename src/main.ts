@@ -10,6 +10,7 @@ import { versionLine } from "./build-info.ts";
 const HELP = `pythond ${VERSION} -- persistent Python sessions (sshd gives you a shell; pythond gives you Python)
 
   pythond daemon [--listen HOST:PORT] [--tls]   run the daemon in the foreground (= pyctl start)
+  pythond join wss://HUB:PORT --token T --fingerprint FP   join a hub as a node (fleet)
   pythond pysh ...                              the session client (or call this binary as pysh)
   pythond pyctl ...                             daemon control (or call this binary as pyctl)
   pythond --version
@@ -29,6 +30,8 @@ async function main(): Promise<number> {
       return (await import("./cli/pyctl.ts")).main(argv);
     case "daemon":
       return (await import("./cli/pyctl.ts")).main(["start", ...argv]);
+    case "join":
+      return (await import("./cli/join.ts")).main(argv);
     case "--version":
     case "-V":
       console.log(versionLine("pythond")); // not process.stdout: setting it up costs ~10 ms (BUN-NOTES)

@@ -4,14 +4,15 @@
  * cannot hold symlinks, so `pysh` and `pyctl` are two-line sh scripts that exec the binary beside
  * them in that role (`pythond pysh ...`; main.ts takes the role from the first argument).
  *
- * The Python client library (`import pythond`, clients/python/pythond/) goes in too when that
- * directory exists in the tree being released; without it the wheel carries only the binary.
+ * The Python client library (`import pythond`, clients/python/src/pythond/) goes in too when that
+ * directory exists in the tree being released, with its one dependency (websockets, from
+ * clients/python/pyproject.toml) as Requires-Dist; without it the wheel carries only the binary.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { zip, type Deflated } from "./archive.ts";
 
-export const CLIENT_DIR = "clients/python/pythond";
+export const CLIENT_DIR = "clients/python/src/pythond";
 
 const wrapper = (role: string) =>
   `#!/bin/sh\n# ${role}: the pythond binary beside this script, in its ${role} role (wheels carry no symlinks)\n` +
@@ -32,6 +33,14 @@ function pyFiles(root: string, dir: string): string[] {
   return out;
 }
 
+/** `dependencies = [...]` of clients/python/pyproject.toml (one line, as it is written there). */
+export function clientDeps(root: string): string[] {
+  const toml = readFileSync(join(root, "clients/python/pyproject.toml"), "utf8");
+  const m = /^dependencies\s*=\s*\[([^\]]*)\]/m.exec(toml);
+  if (!m) throw new Error("clients/python/pyproject.toml: no one-line dependencies = [...]");
+  return [...m[1]!.matchAll(/"([^"]+)"/g)].map((x) => x[1]!);
+}
+
 export interface WheelInput {
   root: string;
   version: string;
@@ -50,7 +59,7 @@ export async function buildWheel(w: WheelInput): Promise<{ name: string; bytes: 
     { name: `${dist}.data/scripts/pysh`, mode: 0o755, data: enc.encode(wrapper("pysh")) },
     { name: `${dist}.data/scripts/pyctl`, mode: 0o755, data: enc.encode(wrapper("pyctl")) },
   ];
-  const clientRoot = join(w.root, "clients/python");
+  const clientRoot = join(w.root, "clients/python/src");
   const withClient = existsSync(join(w.root, CLIENT_DIR));
   if (withClient) {
     for (const rel of pyFiles(clientRoot, join(w.root, CLIENT_DIR))) {
@@ -61,7 +70,9 @@ export async function buildWheel(w: WheelInput): Promise<{ name: string; bytes: 
   const metadata =
     `Metadata-Version: 2.1\nName: pythond\nVersion: ${w.version}\n` +
     `Summary: Persistent Python daemon with named sessions: pythond, pysh and pyctl in one binary\n` +
-    `License: MIT\nRequires-Python: >=3.8\nDescription-Content-Type: text/markdown\n\n${w.readme}`;
+    `License: MIT\nRequires-Python: >=3.8\n` +
+    (withClient ? clientDeps(w.root).map((d) => `Requires-Dist: ${d}\n`).join("") : "") +
+    `Description-Content-Type: text/markdown\n\n${w.readme}`;
   const wheel = `Wheel-Version: 1.0\nGenerator: pythond scripts/release\nRoot-Is-Purelib: false\nTag: py3-none-${w.platform}\n`;
   files.push(
     { name: `${info}/METADATA`, mode: 0o644, data: enc.encode(metadata) },

@@ -24,6 +24,7 @@ export const startCommand = defineCommand({
     "local-tcp": { type: "boolean", description: "local TCP mode: loopback TCP + token + daemon.json (Windows' way)" },
     "max-frame": { type: "string", description: "largest frame accepted, in MiB (default 64)" },
     "idle-timeout": { type: "string", description: "end sessions unused for this many seconds (default: never)" },
+    heartbeat: { type: "string", description: "fleet hub: seconds between heartbeats to each node (default 10)" },
   },
   async run({ args }) {
     const remote = (await import("./pyctl-remote.ts")).startRemoteOptions(daemonArgv, args);
@@ -32,7 +33,9 @@ export const startCommand = defineCommand({
     if (!(maxFrame > 4096)) throw new PythondError("usage", "--max-frame takes a size in MiB > 0");
     const idle = args["idle-timeout"] === undefined ? undefined : Number(args["idle-timeout"]);
     if (idle !== undefined && !(idle > 0)) throw new PythondError("usage", "--idle-timeout takes a number of seconds > 0");
-    await runDaemon({ socket: socketPath(), maxFrame, idleTimeout: idle, argv: daemonArgv, remote });
+    const heartbeat = args.heartbeat === undefined ? undefined : Number(args.heartbeat);
+    if (heartbeat !== undefined && !(heartbeat > 0 && heartbeat <= 3600)) throw new PythondError("usage", "--heartbeat takes seconds > 0");
+    await runDaemon({ socket: socketPath(), maxFrame, idleTimeout: idle, argv: daemonArgv, remote, heartbeat });
     exitCode = -1; // keep running: the server holds the event loop
   },
 });
@@ -94,6 +97,8 @@ const tlsCommands = {
   disconnect: () => import("./pyctl-remote.ts").then((m) => m.disconnect),
   "install-service": () => import("./pyctl-service.ts").then((m) => m.installServiceCommand),
   "uninstall-service": () => import("./pyctl-service.ts").then((m) => m.uninstallServiceCommand),
+  "join-token": () => import("./pyctl-fleet.ts").then((m) => (m.setRawArgv(process.argv), m.joinToken)),
+  node: () => import("./pyctl-fleet.ts").then((m) => m.node),
 };
 
 const pyctl = defineCommand({
@@ -124,7 +129,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof ReplyError) errLine(e.reply);
     else if (e instanceof PythondError) errLine(e.toFrame());
-    else errLine(`ERR ${(e as Error).message}`);
+    else errLine(PythondError.from(e).toFrame());
     return 1;
   }
 }

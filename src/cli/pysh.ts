@@ -6,6 +6,7 @@
 import { Client } from "../client/connect.ts";
 import { request, runStreaming, ReplyError } from "../client/api.ts";
 import { PythondError } from "../protocol/errors.ts";
+import { encodePathArg } from "../protocol/frame.ts";
 import { VERSION } from "../protocol/version.ts";
 import { parseCodeArgs, resolveCode } from "./code-arg.ts";
 import { errLine, line, OutputStream } from "./out.ts";
@@ -21,10 +22,27 @@ const HELP = `pysh ${VERSION} -- client for pythond sessions
   pysh attach <name> [--read-only]              human REPL on the session (Ctrl-] detaches)
   pysh int <name>                               interrupt running cells
   pysh kill <name>                              end the session
-  pysh ls                                       list sessions
+  pysh ls [node]                                list sessions (and nodes; a node's sessions)
+  pysh nodes [--json]                           the hub's nodes: state, address, labels, heartbeat
   pysh status <name>                            JSON health
   pysh vars <name>                              JSON list of namespace names
   pysh complete <name> <text>                   JSON completion candidates
+  pysh mcp [--print-config]                     MCP server (stdio) for agents
+
+A session on a node of this hub is named node/session: pysh run worker-1/work "x".
+
+Nodes of this hub (shell commands, shells, files, tunnels):
+  pysh sh <node> [--timeout S] [--cwd DIR] [--env K=V]... [--detach] [--] <command...>
+                                                run a shell command there (exit: its exit code)
+  pysh sh --all | -l k=v[,k=v] [--max-concurrency N] [--fail-fast] [--json] [--] <command...>
+                                                ...on every matching node at once
+  pysh job <node> [<id>] [--wait | --kill] [--json]   a command's state and kept output (no id: list)
+  pysh shell <node> [--cwd DIR] [--linger S] | --attach <id> [--read-only] | --list
+                                                a login shell in a PTY there (Ctrl-] detaches)
+  pysh put <node> [-r] [--no-resume] <local|-> <remote>     copy there (SHA-256 checked, resumes)
+  pysh get <node> [-r] [--no-resume] <remote> <local|->     copy from there
+  pysh forward <node> [BIND:]LOCAL_PORT:HOST:PORT           like ssh -L, until Ctrl-C
+  pysh run -l k=v[,k=v] | --all [--session NAME] [--json] <code>   a cell on every matching node
 
 Environment: PYTHOND_SOCK (local socket), PYTHOND_HOST/PYTHOND_TOKEN/PYTHOND_TLS (remote daemon;
 its certificate must be pinned with pyctl pin), PYTHOND_CONNECT_TIMEOUT (seconds, default 10).
@@ -70,9 +88,9 @@ const COMMANDS: Record<string, Command> = {
     const a = parseCodeArgs(argv, 1, ["python", "idle-timeout"], ["replace"]);
     if (!a.positional[0]) throw new PythondError("usage", "usage: pysh new <name> [--replace] [--python PATH]");
     // Paths travel percent-encoded: the command line of a frame is split on spaces.
-    const args = [a.positional[0], "--cwd", encodeURIComponent(process.cwd())];
+    const args = [a.positional[0], "--cwd", encodePathArg(process.cwd())];
     if (a.opts.replace) args.push("--replace");
-    if (typeof a.opts.python === "string") args.push("--python", encodeURIComponent(a.opts.python));
+    if (typeof a.opts.python === "string") args.push("--python", encodePathArg(a.opts.python));
     if (typeof a.opts["idle-timeout"] === "string") args.push("--idle-timeout", a.opts["idle-timeout"]);
     if (a.code !== null) args.push(...a.code.split(" ")); // extra words: let the daemon refuse them
     return simple(client, "new", args);
@@ -95,7 +113,7 @@ const COMMANDS: Record<string, Command> = {
     return simple(client, "complete", name ? [name, ...text] : []);
   },
 };
-for (const cmd of ["int", "kill", "ls", "status", "vars"]) COMMANDS[cmd] = (client, argv) => simple(client, cmd, argv);
+for (const cmd of ["int", "kill", "ls", "status", "vars", "nodes"]) COMMANDS[cmd] = (client, argv) => simple(client, cmd, argv);
 
 async function cellCommand(client: Client, cmd: "fire" | "fork", argv: string[]): Promise<number> {
   const a = parseCodeArgs(argv, 1);
@@ -104,6 +122,9 @@ async function cellCommand(client: Client, cmd: "fire" | "fork", argv: string[])
   line(await request(client, cmd, [a.positional[0]], code));
   return 0;
 }
+
+/** Node commands (src/cli/fleet/): loaded only when used. */
+const FLEET: Record<string, true> = { sh: true, job: true, shell: true, put: true, get: true, forward: true };
 
 export async function main(argv: string[]): Promise<number> {
   const cmd = argv[0];
@@ -115,13 +136,22 @@ export async function main(argv: string[]): Promise<number> {
     line((await import("../build-info.ts")).versionLine("pysh"));
     return 0;
   }
+  if (cmd === "run" && (argv[1] === "-l" || argv[1] === "--all" || argv[1]?.startsWith("--selector"))) {
+    const m = await import("./fleet/run-fanout.ts");
+    return m.runFanoutMain(argv.slice(1));
+  }
+  if (cmd in FLEET) {
+    const m = await import("./fleet/main.ts");
+    return m.fleetMain(cmd, argv.slice(1));
+  }
+  if (cmd === "mcp") return (await import("../mcp/main.ts")).mcpMain(argv.slice(1));
   if (cmd === "attach") {
     const { attachMain } = await import("./attach.ts");
     return attachMain(argv.slice(1));
   }
   const fn = COMMANDS[cmd];
   if (!fn) {
-    errLine(`ERR unknown: ${cmd} (see pysh --help)`);
+    errLine(new PythondError("unknown_command", `unknown: ${cmd} (see pysh --help)`).toFrame());
     return 1;
   }
   let client: Client | undefined;

@@ -13,19 +13,21 @@ import { rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { ServerWebSocket } from "bun";
 import { PythondError } from "../protocol/errors.ts";
-import { SUBPROTOCOL, SUBPROTOCOL_LEGACY, VERSION } from "../protocol/version.ts";
+import { chooseSubprotocol, LINK_SUBPROTOCOL, VERSION } from "../protocol/version.ts";
+import { ServerWsChannel } from "../link/ws.ts";
 import { ensurePrivateDir, restartMarker, runtimeDir } from "../paths.ts";
 
 /** `pyctl restart` under a service manager: the exit status that asks it to start us again. */
 export const SUPERVISED_RESTART_EXIT = 75;
 import { AccessLog, flushAccessLogs } from "./access-log.ts";
 import { ClientConn } from "./conn.ts";
-import { handleFrame, runSession, type DaemonContext } from "./dispatch.ts";
-import type { RemoteAccess } from "./listen-tcp.ts";
-import type { RemoteOptions } from "./remote-setup.ts";
+import { router, type DaemonContext } from "./dispatch.ts";
+import type { RemoteAccess } from "../ingress/listen-tcp.ts";
+import type { RemoteOptions } from "../ingress/remote-setup.ts";
 import { acquireStartLock } from "./lock.ts";
-import { Proxies } from "./proxy.ts";
-import { Registry } from "./sessions.ts";
+import { Proxies } from "../proxy/proxy.ts";
+import { serveLink } from "../proxy/serve.ts";
+import { Registry } from "../sessions/registry.ts";
 
 export interface DaemonOptions {
   socket: string;
@@ -37,12 +39,24 @@ export interface DaemonOptions {
   argv?: string[];
   /** TCP/TLS access (--listen, local TCP mode); see listen-tcp.ts. */
   remote?: RemoteOptions;
+  /** Fleet hub: seconds between heartbeats to each node (--heartbeat; default 10). */
+  heartbeat?: number;
+  /** The role name `pyctl restart` starts again with (default "daemon"; a node: "join"). */
+  role?: string;
+  /**
+   * A node (`pythond join`): called once the daemon serves; dials the hub. Its rejection (a
+   * refused first join) stops the daemon (sessions live on) and is thrown from runDaemon.
+   */
+  node?: (ctx: DaemonContext, nextConnId: () => number, say: (msg: string) => void) => Promise<{ close(): void }>;
 }
 
 export const DEFAULT_MAX_FRAME = 64 * 1024 * 1024 + 4096;
 
-/** `caller`, `peer` and `connId` come from the TCP/TLS bridge for remote clients (listen-tcp.ts). */
-type WSData = { conn?: ClientConn; streaming: boolean; peer: string; caller: "local" | "remote"; connId?: number };
+/**
+ * `caller`, `peer` and `connId` come from the TCP/TLS bridge for remote clients (listen-tcp.ts).
+ * A client connection has `conn`; a proxy's link (pythond.link.1) has `link` (src/proxy/serve.ts).
+ */
+type WSData = { conn?: ClientConn; link?: ServerWsChannel<WSData>; protocol: string; peer: string; caller: "local" | "remote"; connId?: number };
 type WS = ServerWebSocket<WSData>;
 
 function say(msg: string): void {
@@ -78,7 +92,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   let remote: RemoteAccess | undefined;
   if (opts.remote) {
     try {
-      const { prepareRemote } = await import("./remote-setup.ts"); // certificate code only when asked for
+      const { prepareRemote } = await import("../ingress/remote-setup.ts"); // certificate code only when asked for
       remote = await prepareRemote(opts.remote, { say, print: (l) => process.stderr.write(l + "\n") });
     } catch (e) {
       lock.release();
@@ -87,6 +101,14 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   }
   const log = new AccessLog(runtime);
   const proxies = new Proxies(runtime, log, say);
+  let fleet: import("../fleet/hub/hub.ts").FleetHub | undefined;
+  let node: { close(): void } | undefined;
+  if (remote && !remote.opts.localTcp) {
+    // Every daemon with a listener is a hub: nodes may join it (with a token from pyctl join-token).
+    const { FleetHub } = await import("../fleet/hub/hub.ts");
+    fleet = new FleetHub({ log, say, penalties: remote.penalties, heartbeat: opts.heartbeat });
+    remote.fleet = fleet;
+  }
   const marker = restartMarker(runtime);
   const registry = new Registry(runtime, (name, message) => {
     say(`session ${name}: ${message}`);
@@ -104,6 +126,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     if (keepSessions) registry.detachAll();
     else await registry.killAll();
     proxies.closeAll(!keepSessions);
+    node?.close();
+    fleet?.closeAll();
     remote?.stop();
     server.stop(true);
     lock.release();
@@ -121,6 +145,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     writeFileSync(marker, String(process.pid), { mode: 0o600 });
     registry.detachAll();
     proxies.closeAll(false);
+    node?.close();
+    fleet?.closeAll();
     remote?.stop();
     server.stop(true);
     lock.release();
@@ -131,8 +157,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     const compiled = Bun.main.startsWith("/$bunfs/") || Bun.main.startsWith("B:/~BUN/");
     // After an upgrade that renamed a new file over ours (install.sh, package managers), Linux
     // reports our own, now unlinked, file as "<path> (deleted)": the new binary is at <path>.
+    // The role (daemon or join) is kept so a fleet node restarts as a node.
     const self = process.execPath.replace(/ \(deleted\)$/, "");
-    const cmd = [self, ...(compiled ? [] : [Bun.main]), "daemon", ...(opts.argv ?? [])];
+    const cmd = [self, ...(compiled ? [] : [Bun.main]), opts.role ?? "daemon", ...(opts.argv ?? [])];
     const next = Bun.spawn(cmd, { stdio: ["ignore", "inherit", "inherit"], detached: true, env: process.env });
     next.unref();
     process.exit(0);
@@ -142,8 +169,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     log,
     socket: sock,
     proxies,
+    sources: fleet ? [proxies, fleet] : [proxies],
     endpoints: remote?.endpoints ?? [],
     idleTimeout: opts.idleTimeout,
+    fleet,
     stop: (keep) => void setTimeout(() => void shutdown(keep), 10), // let the reply leave first
     restart: () => {
       // A client connecting from now on must find no daemon (and the marker: it then waits for the
@@ -155,6 +184,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     },
   };
 
+  const route = router(ctx);
   await registry.adoptAll(); // before listening, so the first `ls` already shows them
   proxies.adoptAll(registry);
   const maxFrame = opts.maxFrame ?? DEFAULT_MAX_FRAME;
@@ -164,11 +194,11 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       unix: sock,
       fetch(req, srv) {
         const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",").map((s) => s.trim());
-        const chosen = offered.includes(SUBPROTOCOL) ? SUBPROTOCOL : offered.includes(SUBPROTOCOL_LEGACY) ? SUBPROTOCOL_LEGACY : "";
+        const chosen = chooseSubprotocol(offered);
         const headers = chosen ? { "Sec-WebSocket-Protocol": chosen } : undefined;
         const bridged = remote?.fromBridge(req);
         const who = bridged ?? { peer: "", caller: "local" as const };
-        if (srv.upgrade(req, { data: { streaming: chosen === SUBPROTOCOL, ...who }, headers })) return undefined;
+        if (srv.upgrade(req, { data: { protocol: chosen, ...who }, headers })) return undefined;
         return new Response(`pythond ${VERSION}: WebSocket only\n`, { status: 426 });
       },
       websocket: {
@@ -178,31 +208,37 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
         idleTimeout: 120,
         sendPings: true,
         open(ws: WS) {
-          const conn = new ClientConn(
-            ws.data.connId ?? nextConn++,
-            ws.data.peer,
-            ws.data.caller,
-            ws.data.streaming,
-            wsReply(ws),
-            (c, f, runs) => handleFrame(ctx, c, f, runs),
-            (f) => runSession(ctx, f),
-          );
+          const id = (ws.data.connId ??= nextConn++);
+          if (ws.data.protocol === LINK_SUBPROTOCOL) {
+            const link = (ws.data.link = new ServerWsChannel(ws));
+            serveLink(link, { peer: ws.data.peer, caller: ws.data.caller, nextConnId: () => nextConn++, log, router: route, maxFrame });
+            log.write("connect", { conn_id: id, peer: ws.data.peer });
+            return;
+          }
+          const conn = new ClientConn(id, ws.data.peer, ws.data.caller, ws.data.protocol, wsReply(ws), route);
           ws.data.conn = conn;
           log.write("connect", { conn_id: conn.id, peer: conn.peer });
         },
         message(ws: WS, msg) {
+          if (ws.data.link) return ws.data.link.deliver(msg);
           const conn = ws.data.conn!;
           if (typeof msg === "string") {
             conn.enqueue(msg);
             return;
           }
           if (conn.attached) conn.attached.input(msg);
-          else conn.reply.text(new PythondError("binary_frame", "binary frames are only accepted while attached").toFrame());
+          else conn.reply.text(new PythondError("binary_frame", "binary frames are only accepted while attached").toFrame(conn.codes));
         },
         drain(ws: WS) {
+          ws.data.link?.drained();
           ws.data.conn?.drained();
         },
-        close(ws: WS) {
+        close(ws: WS, code, reason) {
+          if (ws.data.link) {
+            ws.data.link.closed(reason || `connection closed (code ${code})`);
+            log.write("disconnect", { conn_id: ws.data.connId ?? 0, peer: ws.data.peer });
+            return;
+          }
           const conn = ws.data.conn;
           if (!conn) return;
           conn.closed();
@@ -226,7 +262,27 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   process.on("SIGINT", () => void shutdown(true));
   process.on("SIGHUP", () => void shutdown(true));
   rmSync(marker, { force: true });
+  if (fleet) {
+    const { raiseFdLimit, fdLimitMessage } = await import("../fleet/hub/fdlimit.ts");
+    const l = raiseFdLimit();
+    if (l) say(fdLimitMessage(l));
+  }
   say(`${VERSION} listening on ${sock} (pid ${process.pid})`);
+  if (opts.node) {
+    try {
+      node = await opts.node(ctx, () => nextConn++, say);
+    } catch (e) {
+      // A refused first join: end the daemon (sessions live on), then say why (the CLI prints it).
+      stopping = true;
+      registry.detachAll();
+      fleet?.closeAll();
+      remote?.stop();
+      server.stop(true);
+      lock.release();
+      flushAccessLogs();
+      throw e;
+    }
+  }
 }
 
 /**

@@ -5,10 +5,10 @@
  * members the way installers do.
  */
 import { beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { exec, makeEnv, ROOT } from "./harness.ts";
+import { exec, makeEnv } from "./harness.ts";
 import { BinDaemon, ensureRelease, RELEASE, VERSION } from "./release-harness.ts";
 
 const WHEEL = join(RELEASE, `pythond-${VERSION}-py3-none-manylinux_2_17_x86_64.whl`);
@@ -38,6 +38,9 @@ for s in ("pythond", "pysh", "pyctl"):
     assert z.getinfo("pythond-${VERSION}.data/scripts/" + s).external_attr >> 16 == 0o100755, s
 wheel = z.read(info + "WHEEL").decode()
 assert "Root-Is-Purelib: false" in wheel and "Tag: py3-none-manylinux_2_17_x86_64" in wheel, wheel
+# the Python client library, with its dependency declared
+assert "pythond/__init__.py" in names and "pythond/py.typed" in names, names
+assert "Requires-Dist: websockets>=13" in z.read(info + "METADATA").decode().splitlines()
 print("ok", len(names))
 `;
     const r = await exec(["python3", "-c", check, WHEEL], makeEnv());
@@ -64,14 +67,23 @@ print("ok", len(names))
     expect((await exec(["pysh", "new", "w"], e, { env: { PATH: path } })).code).toBe(0);
     expect(await exec(["pysh", "run", "w", "import sys; sys.version_info[0] * 14"], e, { env: { PATH: path } })).toEqual({ code: 0, stdout: "42\n", stderr: "" });
     expect((await exec(["pyctl", "status"], e, { env: { PATH: path } })).stdout).toContain(`pid: ${d.pid}`);
-    // The Python client library goes in only when clients/python/pythond exists in the tree.
-    const hasClient = existsSync(join(ROOT, "clients/python/pythond"));
-    const imp = await exec([join(bin, "python"), "-c", "import pythond, os; print(os.path.dirname(pythond.__file__))"], e);
-    expect(imp.code).toBe(hasClient ? 0 : 1);
-    if (hasClient) expect(imp.stdout.trim()).toStartWith(venv);
+    // `import pythond`: the client library came with the wheel. Its dependency (websockets) is
+    // not fetched here (offline, --no-deps): the suite's pyenv provides it through a .pth file.
+    const py = process.env.PYTHOND_TEST_PYTHON;
+    if (!py) throw new Error("PYTHOND_TEST_PYTHON is not set: run through scripts/test.ts");
+    const dep = await exec([py, "-c", "import os, websockets; print(os.path.dirname(os.path.dirname(websockets.__file__)))"], e);
+    expect(dep.code).toBe(0);
+    const site = (await exec([join(bin, "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], e)).stdout.trim();
+    writeFileSync(join(site, "zz-test-deps.pth"), dep.stdout);
+    const imp = await exec([join(bin, "python"), "-c", "import os, pythond; print(os.path.dirname(pythond.__file__)); r = pythond.Client().session('w').run('6 * 7'); print(r.ok, repr(r.output))"], e);
+    expect(imp.stderr).toBe("");
+    const [where, ran] = imp.stdout.split("\n");
+    expect(where).toStartWith(venv);
+    expect(ran).toBe("True '42\\n'");
     const un = await exec([join(bin, "pip"), "uninstall", "-y", "-q", "pythond"], e);
     expect(un.code).toBe(0);
     expect(existsSync(join(bin, "pythond")) || existsSync(join(bin, "pysh"))).toBe(false);
+    expect((await exec([join(bin, "python"), "-c", "import pythond"], e)).code).toBe(1);
     rmSync(join(venv, ".."), { recursive: true, force: true });
   });
 });

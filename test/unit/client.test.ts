@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { parseCodeArgs } from "../../src/cli/code-arg.ts";
 import { escapeValue } from "../../src/daemon/access-log.ts";
-import { encodeWorkerFrame, WorkerFrameReader } from "../../src/worker/wire.ts";
+import { encodeWorkerFrame, WorkerFrameReader } from "../../src/link/frame.ts";
 
 describe("parseCodeArgs", () => {
   test("name, options, then code joined with spaces", () => {
