@@ -18,6 +18,7 @@
  */
 import { PythondError } from "../protocol/errors.ts";
 import { buildFrame } from "../protocol/frame.ts";
+import { OK, cellIdOf, isError } from "../protocol/replies.ts";
 import { socketPath } from "../paths.ts";
 import { Client, type Message } from "./connect.ts";
 import { ReplyErrorWithCode, classifyError, parseLs, type CellState, type SessionInfo, type SessionStatus } from "./replies.ts";
@@ -112,7 +113,7 @@ export class PythondClient {
     return this.exclusive(async () => {
       this.connection.send(buildFrame(cmd, args, body));
       const reply = await this.connection.nextText();
-      if (reply.startsWith("ERR ")) throw new ReplyErrorWithCode(reply, this.codes);
+      if (isError(reply)) throw new ReplyErrorWithCode(reply, this.codes);
       return reply;
     });
   }
@@ -251,8 +252,8 @@ export class Session {
           if (text) emit(text);
           continue;
         }
-        if (m.text.startsWith("CELL ")) {
-          cellId = m.text.slice(5);
+        if (cellIdOf(m.text) !== undefined) {
+          cellId = cellIdOf(m.text)!;
           try {
             opts.onCell?.(cellId);
           } catch (error) {
@@ -268,8 +269,8 @@ export class Session {
         // A callback that threw: its error, now that the reply was read to its end (the
         // connection stays in step for the next call).
         if (failed) throw failed.error;
-        if (m.text === "OK") return new RunResult(cellId, output, true, "");
-        if (m.text.startsWith("ERR ")) {
+        if (m.text === OK) return new RunResult(cellId, output, true, "");
+        if (isError(m.text)) {
           // `ERR execution failed\n<tb>`, or with a code (`ERR execution_failed: execution failed\n<tb>`).
           const { code, message } = classifyError(m.text, this.client.codes);
           if (code === "execution_failed") return new RunResult(cellId, output, false, message.replace(/^execution failed\n?/, ""));
