@@ -5,6 +5,7 @@
  */
 import { basename } from "node:path";
 import { VERSION } from "./protocol/version.ts";
+import { versionLine } from "./build-info.ts";
 
 const HELP = `pythond ${VERSION} -- persistent Python sessions (sshd gives you a shell; pythond gives you Python)
 
@@ -33,7 +34,7 @@ async function main(): Promise<number> {
       return (await import("./cli/join.ts")).main(argv);
     case "--version":
     case "-V":
-      console.log(`pythond ${VERSION}`); // not process.stdout: setting it up costs ~10 ms (BUN-NOTES)
+      console.log(versionLine("pythond")); // not process.stdout: setting it up costs ~10 ms (BUN-NOTES)
       return 0;
     default:
       console.log(HELP.slice(0, -1));

@@ -1,8 +1,10 @@
 /**
  * `pythond join <url> --token T [--fingerprint FP | --pin cert.pem] [--id ID] [--label k=v]…
- * [--heartbeat S]`, and the seed's spelling `--server-url ws://host:8765/ws --daemon-id worker-1`.
+ * [--heartbeat S] [--install-service [--system [--run-as USER]] [--print]]`, and the seed's
+ * spelling `--server-url ws://host:8765/ws --daemon-id worker-1`.
  * Runs in the foreground like `pythond daemon` (it is one: local socket, sessions, adoption) and
- * dials the hub. Thin: parse, check, call runNode.
+ * dials the hub. Thin: parse, check, call runNode; with --install-service the same checked
+ * arguments go into a service unit instead (join-service.ts) and nothing is dialed.
  */
 import { defineCommand, runCommand, renderUsage, type CommandDef } from "citty";
 import { PythondError } from "../protocol/errors.ts";
@@ -25,6 +27,10 @@ const join = defineCommand({
     "server-url": { type: "string", description: "the seed's spelling of the hub URL" },
     "daemon-id": { type: "string", description: "the seed's spelling of --id" },
     "idle-timeout": { type: "string", description: "end sessions unused for this many seconds (default: never)" },
+    "install-service": { type: "boolean", description: "write a systemd unit (launchd plist) that runs this node with these arguments, less the token" },
+    system: { type: "boolean", description: "with --install-service: a system service (root), instead of your user's" },
+    "run-as": { type: "string", description: "with --install-service --system: the user the node runs as" },
+    print: { type: "boolean", description: "with --install-service: print the unit, write nothing" },
   },
   async run({ args }) {
     const { parseLabels } = await import("../protocol/fleet.ts");
@@ -37,6 +43,12 @@ const join = defineCommand({
     const idle = args["idle-timeout"] === undefined ? undefined : Number(args["idle-timeout"]);
     if (idle !== undefined && !(idle > 0)) throw new PythondError("usage", "--idle-timeout takes a number of seconds > 0");
     if (args.token !== undefined && !/^[\x21-\x7e]{1,256}$/.test(args.token)) throw new PythondError("usage", "--token: not a join token");
+    if (args["install-service"]) {
+      if (url === undefined) throw new PythondError("usage", "--install-service: give the hub URL (wss://HOST:PORT) the service should join");
+      const { installNodeService } = await import("./join-service.ts");
+      exitCode = installNodeService(rawArgv);
+      return;
+    }
     if (args.token !== undefined) {
       // The node runs for long: its join token stays out of `ps` for the rest of its life
       // (argv-scrub.ts; our own copy in rawArgv still serves `pyctl restart`).

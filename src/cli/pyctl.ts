@@ -98,6 +98,8 @@ const tlsCommands = {
   pin: () => import("./pyctl-tls.ts").then((m) => m.pin),
   connect: () => import("./pyctl-remote.ts").then((m) => m.connect),
   disconnect: () => import("./pyctl-remote.ts").then((m) => m.disconnect),
+  "install-service": () => import("./pyctl-service.ts").then((m) => m.installServiceCommand),
+  "uninstall-service": () => import("./pyctl-service.ts").then((m) => m.uninstallServiceCommand),
   "join-token": () => import("./pyctl-fleet.ts").then((m) => (m.setRawArgv(process.argv), m.joinToken)),
   node: () => import("./pyctl-fleet.ts").then((m) => m.node),
 };
@@ -109,7 +111,7 @@ const pyctl = defineCommand({
 
 export async function main(argv: string[]): Promise<number> {
   if (argv[0] === "--version" || argv[0] === "-V") {
-    line(`pyctl ${VERSION}`);
+    line((await import("../build-info.ts")).versionLine("pyctl"));
     return 0;
   }
   if (argv.length === 0 || argv[0] === "--help" || argv[0] === "-h") {
@@ -117,6 +119,7 @@ export async function main(argv: string[]): Promise<number> {
     return argv.length === 0 ? 1 : 0;
   }
   if (argv[0] === "start") daemonArgv = argv.slice(1);
+  if (argv[0] === "install-service") (await import("./pyctl-service.ts")).setServiceArgv(argv.slice(1));
   // citty's runCommand ignores --help: `pyctl start --help` would start a daemon.
   const sub = (pyctl.subCommands as Record<string, CommandDef | (() => Promise<CommandDef>)>)[argv[0]!];
   if (sub && argv.slice(1).some((a) => a === "--help" || a === "-h")) {

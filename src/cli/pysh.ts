@@ -133,7 +133,7 @@ export async function main(argv: string[]): Promise<number> {
     return cmd ? 0 : 1;
   }
   if (cmd === "--version" || cmd === "-V") {
-    line(`pysh ${VERSION}`);
+    line((await import("../build-info.ts")).versionLine("pysh"));
     return 0;
   }
   if (cmd === "run" && (argv[1] === "-l" || argv[1] === "--all" || argv[1]?.startsWith("--selector"))) {

@@ -18,7 +18,7 @@
  */
 import { PythondError } from "../protocol/errors.ts";
 import { buildFrame } from "../protocol/frame.ts";
-import { cellIdOf, isError, OK } from "../protocol/replies.ts";
+import { OK, cellIdOf, isError } from "../protocol/replies.ts";
 import { socketPath } from "../paths.ts";
 import { Client, type Message } from "./connect.ts";
 import { ReplyErrorWithCode, classifyError, parseLs, type CellState, type SessionInfo, type SessionStatus } from "./replies.ts";
@@ -252,9 +252,8 @@ export class Session {
           if (text) emit(text);
           continue;
         }
-        const started = cellIdOf(m.text);
-        if (started !== undefined) {
-          cellId = started;
+        if (cellIdOf(m.text) !== undefined) {
+          cellId = cellIdOf(m.text)!;
           try {
             opts.onCell?.(cellId);
           } catch (error) {

@@ -7,7 +7,7 @@
  * classified by the message, whose wording the README documents and tests pin. Both forms parse.
  */
 import { ERROR_CODES, PythondError, type ErrorCode } from "../protocol/errors.ts";
-import { errorBody } from "../protocol/replies.ts";
+import { isError } from "../protocol/replies.ts";
 
 const BY_MESSAGE: Array<[RegExp, ErrorCode]> = [
   [/^execution failed/, "execution_failed"],
@@ -29,7 +29,7 @@ const BY_MESSAGE: Array<[RegExp, ErrorCode]> = [
  * to carry codes (pythond.1+codes), so a tag is always one.
  */
 export function classifyError(text: string, codes = false): { code: ErrorCode; message: string } {
-  const body = errorBody(text);
+  const body = isError(text) ? text.slice(text.indexOf(" ") + 1) : text;
   const tagged = /^([a-z_]+): /.exec(body);
   if (tagged && Object.hasOwn(ERROR_CODES, tagged[1]!)) {
     if (codes) return { code: tagged[1] as ErrorCode, message: body.slice(tagged[0].length) };

@@ -16,6 +16,9 @@ import { chooseSubprotocol, LINK_SUBPROTOCOL, VERSION } from "../protocol/versio
 import { ServerWsChannel } from "../link/ws.ts";
 import { restartMarker } from "../paths.ts";
 import { prepareHome, prepareRuntime } from "./runtime-checks.ts";
+
+/** `pyctl restart` under a service manager: the exit status that asks it to start us again. */
+export const SUPERVISED_RESTART_EXIT = 75;
 import { AccessLog, flushAccessLogs } from "./access-log.ts";
 import { ClientConn } from "./conn.ts";
 import { router, type DaemonContext } from "./dispatch.ts";
@@ -149,8 +152,16 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     remote?.stop();
     server.stop(true);
     lock.release();
+    // Under a service manager (our units set PYTHOND_SUPERVISED=1), starting the successor
+    // ourselves would leave it outside the service; exit 75 and the manager starts it
+    // (systemd RestartForceExitStatus=75, launchd KeepAlive on a non-zero exit).
+    if (process.env.PYTHOND_SUPERVISED === "1") process.exit(SUPERVISED_RESTART_EXIT);
     const compiled = Bun.main.startsWith("/$bunfs/") || Bun.main.startsWith("B:/~BUN/");
-    const cmd = [process.execPath, ...(compiled ? [] : [Bun.main]), opts.role ?? "daemon", ...(opts.argv ?? [])];
+    // After an upgrade that renamed a new file over ours (install.sh, package managers), Linux
+    // reports our own, now unlinked, file as "<path> (deleted)": the new binary is at <path>.
+    // The role (daemon or join) is kept so a fleet node restarts as a node.
+    const self = process.execPath.replace(/ \(deleted\)$/, "");
+    const cmd = [self, ...(compiled ? [] : [Bun.main]), opts.role ?? "daemon", ...(opts.argv ?? [])];
     const next = Bun.spawn(cmd, { stdio: ["ignore", "inherit", "inherit"], detached: true, env: process.env });
     next.unref();
     process.exit(0);

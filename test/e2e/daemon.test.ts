@@ -60,7 +60,8 @@ describe("pyctl", () => {
     const e = makeEnv();
     for (const tool of ["pythond", "pysh", "pyctl"]) {
       const r = await exec([join(BIN, "..", tool), "--version"], e);
-      expect(r.stdout).toMatch(new RegExp(`^${tool} \\d+\\.\\d+\\.\\d+\\n$`));
+      // version, then the commit and target baked in at build time (scripts/compile.ts)
+      expect(r.stdout).toMatch(new RegExp(`^${tool} \\d+\\.\\d+\\.\\d+ \\(commit [0-9a-f]{12}(-dirty)?, ${process.platform}-${process.arch}\\)\\n$`));
     }
     const sub = await exec([BIN, "pysh", "--version"], e);
     expect(sub.stdout).toMatch(/^pysh /);
