@@ -1,18 +1,37 @@
 /**
  * One binary, four roles (DESIGN "One binary, four roles"): the role comes from the name it was
  * started as (the pysh / pyctl symlinks), else from the first argument (`pythond pysh run ...`).
- * Each role's CLI is imported lazily so that `pysh run` loads only what it needs.
+ * Each role's CLI is imported lazily so that `pysh run` loads only what it needs. `pythond`'s own
+ * commands are in the table of src/cli/pyctl-commands.ts (PYTHOND), like pysh's and pyctl's.
  */
 import { basename } from "node:path";
 import { VERSION } from "./protocol/version.ts";
 
-const HELP = `pythond ${VERSION} -- persistent Python sessions (sshd gives you a shell; pythond gives you Python)
-
-  pythond daemon [--listen HOST:PORT] [--tls]   run the daemon in the foreground (= pyctl start)
-  pythond pysh ...                              the session client (or call this binary as pysh)
-  pythond pyctl ...                             daemon control (or call this binary as pyctl)
-  pythond --version
-`;
+async function pythondMain(role: string, argv: string[]): Promise<number> {
+  const { PYTHOND } = await import("./cli/pyctl-commands.ts");
+  const spec = await import("./cli/spec.ts");
+  const { errLine, line } = await import("./cli/out.ts");
+  try {
+    if (!role || role === "--help" || role === "-h") {
+      line(spec.roleHelp(PYTHOND, VERSION));
+      return role ? 0 : 1;
+    }
+    const c = spec.findCommand(PYTHOND, role);
+    if (!c) throw spec.unknownCommand(PYTHOND, role);
+    const a = spec.parseArgs("pythond", c, argv);
+    if (a.help) {
+      line(spec.commandHelp("pythond", c));
+      return 0;
+    }
+    const target = a.positional[0] && spec.findCommand(PYTHOND, a.positional[0]);
+    if (a.positional[0] && !target) throw spec.unknownCommand(PYTHOND, a.positional[0]);
+    line(target ? spec.commandHelp("pythond", target) : spec.roleHelp(PYTHOND, VERSION));
+    return 0;
+  } catch (e) {
+    errLine(`ERR ${(e as Error).message}`);
+    return 1;
+  }
+}
 
 async function main(): Promise<number> {
   let argv = process.argv.slice(2);
@@ -26,15 +45,16 @@ async function main(): Promise<number> {
       return (await import("./cli/pysh.ts")).main(argv);
     case "pyctl":
       return (await import("./cli/pyctl.ts")).main(argv);
-    case "daemon":
+    case "daemon": {
+      if (argv.includes("--help") || argv.includes("-h")) return pythondMain(role, argv);
       return (await import("./cli/pyctl.ts")).main(["start", ...argv]);
+    }
     case "--version":
     case "-V":
       console.log(`pythond ${VERSION}`); // not process.stdout: setting it up costs ~10 ms (BUN-NOTES)
       return 0;
     default:
-      console.log(HELP.slice(0, -1));
-      return role === "--help" || role === "-h" ? 0 : 1;
+      return pythondMain(role, argv);
   }
 }
 

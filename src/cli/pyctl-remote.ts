@@ -91,20 +91,26 @@ export const disconnect = defineCommand({
  * `pyctl status` with PYTHOND_HOST (or in local TCP mode): endpoint, liveness, and on stderr why
  * not; returns the exit code.
  */
-export async function remoteStatus(): Promise<number> {
+export async function remoteStatus(json = false): Promise<number> {
   const { endpointLabel, remoteFromEnv } = await import("../client/remote.ts");
+  let endpoint = "";
   try {
     const ep = remoteFromEnv()!;
-    line(`endpoint: ${endpointLabel(ep)}`);
+    endpoint = endpointLabel(ep);
+    if (!json) line(`endpoint: ${endpoint}`);
     const client = await Client.open({ remote: ep });
-    const info = JSON.parse(await request(client, "hello")) as { version: string; pid: number };
+    const info = JSON.parse(await request(client, "hello")) as { version: string; pid: number; listen?: string[] };
     client.close();
+    if (json) {
+      line(JSON.stringify({ endpoint, alive: true, pid: info.pid, version: info.version, listen: info.listen ?? [] }));
+      return 0;
+    }
     line("alive: True");
     line(`pid: ${info.pid}`);
     line(`version: ${info.version}`);
     return 0;
   } catch (e) {
-    line("alive: False");
+    line(json ? JSON.stringify({ endpoint, alive: false }) : "alive: False");
     errLine(e instanceof ReplyError ? e.reply : PythondError.from(e).toFrame());
     return 1;
   }

@@ -1,133 +1,129 @@
 /**
- * pysh: the session client. Thin: parse, call the client API, print, exit.
- * Hand-parsed (not citty) so that `pysh run` stays fast and code arguments such as `-1 + 2`
- * are code, not flags.
+ * pysh: the session client. Thin: parse (against the command table, src/cli/pysh-commands.ts),
+ * call the client API, print, exit. Hand-parsed (not citty) so that `pysh run` stays fast and code
+ * arguments such as `-1 + 2` are code, not flags; an unknown flag is refused before anything is
+ * sent. `run`/`wait` live in pysh-run.ts; help, completion and attach are imported only when used.
  */
 import { Client } from "../client/connect.ts";
-import { request, runStreaming, ReplyError } from "../client/api.ts";
+import { request, ReplyError } from "../client/api.ts";
 import { PythondError } from "../protocol/errors.ts";
+import { checkName } from "../protocol/names.ts";
 import { VERSION } from "../protocol/version.ts";
-import { parseCodeArgs, resolveCode } from "./code-arg.ts";
-import { errLine, line, OutputStream } from "./out.ts";
+import { resolveCode } from "./code-arg.ts";
+import { errLine, line } from "./out.ts";
+import { PYSH } from "./pysh-commands.ts";
+import { runCommand, waitCommand } from "./pysh-run.ts";
+import { commandHelp, findCommand, parseArgs, roleHelp, unknownCommand, type Parsed } from "./spec.ts";
 
-const HELP = `pysh ${VERSION} -- client for pythond sessions
+type Command = (client: Client, a: Parsed) => Promise<number>;
 
-  pysh new <name> [--replace] [--python PATH] [--idle-timeout S]   create a session
-  pysh run <name> [--timeout S] <code|@file|->  run code, print its output (exit 1 on error)
-  pysh fire <name> <code|@file|->               run in a thread, return a cell id
-  pysh fork <name> <code|@file|->               run in a forked child, merge picklable names back
-  pysh poll <name> [cell_id]                    JSON state of a cell (latest without an id)
-  pysh wait <name> <cell_id> [--timeout S]      block until the cell ends; print like run
-  pysh attach <name> [--read-only]              human REPL on the session (Ctrl-] detaches)
-  pysh int <name>                               interrupt running cells
-  pysh kill <name>                              end the session
-  pysh ls                                       list sessions
-  pysh status <name>                            JSON health
-  pysh vars <name>                              JSON list of namespace names
-  pysh complete <name> <text>                   JSON completion candidates
+/** `new`'s options, checked (--cwd exists) before connecting: see pysh-new.ts. */
+let newOptions: string[] | undefined;
 
-Environment: PYTHOND_SOCK (local socket), PYTHOND_HOST/PYTHOND_TOKEN/PYTHOND_TLS (remote daemon;
-its certificate must be pinned with pyctl pin), PYTHOND_CONNECT_TIMEOUT (seconds, default 10).
-`;
-
-type Command = (client: Client, argv: string[]) => Promise<number>;
+/** A word that goes onto the command line of a frame: no spaces or newlines can add another. */
+function word(w: string, what: string): string {
+  if (!w || /\s/.test(w)) throw new PythondError("usage", `invalid ${what}: ${JSON.stringify(w)}`);
+  return w;
+}
 
 async function simple(client: Client, cmd: string, args: string[]): Promise<number> {
   line(await request(client, cmd, args));
   return 0;
 }
 
-/** JSON replies whose status says the cell failed still print (they are data) but exit 1. */
-function printCellJson(reply: string): number {
-  line(reply);
-  try {
-    return (JSON.parse(reply) as { status?: string }).status === "error" ? 1 : 0;
-  } catch {
+export const COMMANDS: Record<string, Command> = {
+  run: runCommand,
+  wait: waitCommand,
+  fire: (client, a) => cellCommand(client, "fire", a),
+  fork: (client, a) => cellCommand(client, "fork", a),
+  new: (client, a) => simple(client, "new", [a.positional[0]!, ...newOptions!]),
+  async poll(client, a) {
+    // A poll that got an answer exits 0 whatever the cell's state (the JSON says it); an unknown
+    // cell or session is the error (ERR …, exit 1).
+    const args = [a.positional[0]!, ...(a.positional[1] ? [word(a.positional[1], "cell id")] : [])];
+    return simple(client, "poll", args);
+  },
+  async complete(client, a) {
+    return simple(client, "complete", [a.positional[0]!, ...(a.code ?? "").split(" ").filter(Boolean)]);
+  },
+  async ls(client, a) {
+    const text = await request(client, "ls");
+    if (a.opts.json) line(JSON.stringify((await import("./ls-json.ts")).parseLs(text)));
+    else line(text);
     return 0;
-  }
-}
-
-const COMMANDS: Record<string, Command> = {
-  async run(client, argv) {
-    const a = parseCodeArgs(argv, 1, ["timeout"]);
-    if (!a.positional[0]) throw new PythondError("usage", "usage: pysh run <name> [--timeout S] <code|@file|->");
-    const code = await resolveCode(a.code);
-    const timeout = a.opts.timeout === undefined ? undefined : Number(a.opts.timeout);
-    if (timeout !== undefined && !(timeout > 0)) throw new PythondError("usage", "--timeout takes a number of seconds > 0");
-    const out = new OutputStream();
-    const r = await runStreaming(client, a.positional[0], code, { timeout }, (c) => out.write(c));
-    out.end();
-    if (!r.ok) errLine(r.final);
-    return r.ok ? 0 : 1;
   },
-  async fire(client, argv) {
-    return cellCommand(client, "fire", argv);
-  },
-  async fork(client, argv) {
-    return cellCommand(client, "fork", argv);
-  },
-  async new(client, argv) {
-    const a = parseCodeArgs(argv, 1, ["python", "idle-timeout"], ["replace"]);
-    if (!a.positional[0]) throw new PythondError("usage", "usage: pysh new <name> [--replace] [--python PATH]");
-    // Paths travel percent-encoded: the command line of a frame is split on spaces.
-    const args = [a.positional[0], "--cwd", encodeURIComponent(process.cwd())];
-    if (a.opts.replace) args.push("--replace");
-    if (typeof a.opts.python === "string") args.push("--python", encodeURIComponent(a.opts.python));
-    if (typeof a.opts["idle-timeout"] === "string") args.push("--idle-timeout", a.opts["idle-timeout"]);
-    if (a.code !== null) args.push(...a.code.split(" ")); // extra words: let the daemon refuse them
-    return simple(client, "new", args);
-  },
-  async poll(client, argv) {
-    return printCellJson(await request(client, "poll", argv));
-  },
-  async wait(client, argv) {
-    const a = parseCodeArgs(argv, 2, ["timeout"]);
-    if (a.positional.length < 2 || a.code !== null) throw new PythondError("usage", "usage: pysh wait <name> <cell_id> [--timeout S]");
-    const args = [...a.positional, ...(a.opts.timeout ? ["--timeout", String(a.opts.timeout)] : [])];
-    const out = new OutputStream();
-    const r = await runStreaming(client, a.positional[0]!, "", { cmd: "wait", args }, (c) => out.write(c));
-    out.end();
-    if (!r.ok) errLine(r.final);
-    return r.ok ? 0 : 1;
-  },
-  async complete(client, argv) {
-    const [name, ...text] = argv;
-    return simple(client, "complete", name ? [name, ...text] : []);
+  async int(client, a) {
+    const args = [a.positional[0]!, ...(a.positional[1] ? [word(a.positional[1], "cell id")] : [])];
+    return simple(client, "int", args);
   },
 };
-for (const cmd of ["int", "kill", "ls", "status", "vars"]) COMMANDS[cmd] = (client, argv) => simple(client, cmd, argv);
+for (const cmd of ["kill", "status", "vars"]) COMMANDS[cmd] = (client, a) => simple(client, cmd, a.positional);
 
-async function cellCommand(client: Client, cmd: "fire" | "fork", argv: string[]): Promise<number> {
-  const a = parseCodeArgs(argv, 1);
-  if (!a.positional[0]) throw new PythondError("usage", `usage: pysh ${cmd} <name> <code|@file|->`);
+async function cellCommand(client: Client, cmd: "fire" | "fork", a: Parsed): Promise<number> {
+  const name = a.positional[0]!;
   const code = await resolveCode(a.code);
-  line(await request(client, cmd, [a.positional[0]], code));
+  const { echoFor } = await import("./echo.ts");
+  const echo = echoFor();
+  echo?.code(cmd, name, code);
+  const reply = await request(client, cmd, [name], code);
+  line(reply);
+  echo?.output(reply + "\n");
   return 0;
+}
+
+/** Commands that need no daemon: help, completion, the completion helper, attach (its own). */
+async function local(cmd: string, argv: string[]): Promise<number | undefined> {
+  if (cmd === "help") {
+    const target = argv[0] && findCommand(PYSH, argv[0]);
+    if (argv[0] && !target) throw unknownCommand(PYSH, argv[0]);
+    line(target ? commandHelp("pysh", target) : roleHelp(PYSH, VERSION));
+    return 0;
+  }
+  if (cmd === "completion") {
+    const { completionScript } = await import("./completion.ts");
+    line(completionScript("pysh", argv[0]!));
+    return 0;
+  }
+  if (cmd === "__complete") {
+    const { completeWords } = await import("./completion.ts");
+    for (const c of await completeWords(PYSH, argv)) line(c);
+    return 0;
+  }
+  if (cmd === "attach") {
+    const { attachMain } = await import("./attach.ts");
+    return attachMain(argv);
+  }
+  return undefined;
 }
 
 export async function main(argv: string[]): Promise<number> {
   const cmd = argv[0];
-  if (!cmd || cmd === "--help" || cmd === "-h" || cmd === "help") {
-    line(HELP.trimEnd());
+  if (!cmd || cmd === "--help" || cmd === "-h") {
+    line(roleHelp(PYSH, VERSION));
     return cmd ? 0 : 1;
   }
   if (cmd === "--version" || cmd === "-V") {
     line(`pysh ${VERSION}`);
     return 0;
   }
-  if (cmd === "attach") {
-    const { attachMain } = await import("./attach.ts");
-    return attachMain(argv.slice(1));
-  }
-  const fn = COMMANDS[cmd];
-  if (!fn) {
-    errLine(`ERR unknown: ${cmd} (see pysh --help)`);
-    return 1;
-  }
   let client: Client | undefined;
   try {
+    const spec = findCommand(PYSH, cmd);
+    if (!spec) throw unknownCommand(PYSH, cmd);
+    if (cmd === "__complete") return (await local(cmd, argv.slice(1)))!;
+    const a = parseArgs("pysh", spec, argv.slice(1));
+    if (a.help) {
+      line(commandHelp("pysh", spec));
+      return 0;
+    }
+    // Checked here, before framing, so a typo gets the rule instead of a confusing reply.
+    // `proxy/session` passes (remote sessions through a proxy; the daemon decides).
+    if (spec.complete?.[0] === "session") a.positional[0]!.split("/", 2).forEach(checkName);
+    if (cmd === "new") newOptions = (await import("./pysh-new.ts")).checkNewOptions(a);
+    const done = await local(cmd, argv.slice(1));
+    if (done !== undefined) return done;
     client = await Client.open();
-    return await fn(client, argv.slice(1));
+    return await COMMANDS[cmd]!(client, a);
   } catch (e) {
     if (e instanceof ReplyError) errLine(e.reply);
     else errLine(PythondError.from(e).toFrame());

@@ -32,7 +32,7 @@ export async function runStreaming(
   client: Client,
   name: string,
   code: string,
-  opts: { timeout?: number; cmd?: string; args?: string[] },
+  opts: { timeout?: number; cmd?: string; args?: string[]; onCell?: (id: string) => void },
   onOutput: (chunk: Uint8Array) => void,
 ): Promise<RunResult> {
   const args = opts.args ?? [name, ...(opts.timeout ? ["--timeout", String(opts.timeout)] : [])];
@@ -55,6 +55,7 @@ export async function runStreaming(
     }
     if (m.text.startsWith("CELL ")) {
       cellId = m.text.slice(5);
+      opts.onCell?.(cellId);
       continue;
     }
     return { cellId, ok: !m.text.startsWith("ERR "), final: m.text };

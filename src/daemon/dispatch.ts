@@ -3,6 +3,7 @@
  * through the connection and returns whether the command succeeded (for the access log). Errors
  * are thrown as PythondError and turned into `ERR <message>` by `handleFrame`.
  */
+import { statSync } from "node:fs";
 import { COMMANDS, toRequest, type CommandName, type Request } from "../protocol/commands.ts";
 import { PythondError, type ErrorCode } from "../protocol/errors.ts";
 import { parseFrame } from "../protocol/frame.ts";
@@ -82,6 +83,14 @@ function pathOpt(v: string | true | undefined): string | undefined {
   }
 }
 
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 function parseSeconds(v: string | true | undefined, what: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
@@ -94,6 +103,7 @@ export const HANDLERS: Record<CommandName, Handler> = {
     const name = checkName(req.args[0]!);
     const python = pathOpt(req.opts.python);
     const cwd = pathOpt(req.opts.cwd);
+    if (cwd !== undefined && !isDirectory(cwd)) throw new PythondError("usage", `--cwd ${cwd}: no such directory`);
     const idle = parseSeconds(req.opts["idle-timeout"], "--idle-timeout") ?? ctx.idleTimeout;
     const s = await ctx.registry.create(name, { replace: req.opts.replace === true, python, cwd, idleTimeout: idle });
     conn.reply.text(`OK ${name} pid=${s.pid}`);
@@ -107,7 +117,7 @@ export const HANDLERS: Record<CommandName, Handler> = {
   fork: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "fork", {}, req.body),
   poll: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "poll", req.args[1] ? { cell: req.args[1] } : {}),
   wait: waitCell,
-  int: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "int"),
+  int: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "int", req.args[1] ? { cell: req.args[1] } : {}),
   async status(ctx, conn, req) {
     // `queued`: runs the daemon has handed to the worker that wait behind the running cell (the
     // worker reads them only when it gets to them).

@@ -21,6 +21,7 @@ import { handleFrame, runSession, type DaemonContext } from "./dispatch.ts";
 import type { RemoteAccess } from "./listen-tcp.ts";
 import type { RemoteOptions } from "./remote-setup.ts";
 import { acquireStartLock } from "./lock.ts";
+import { daemonOut, type DaemonOut, type LogLevel } from "./log-out.ts";
 import { Proxies } from "./proxy.ts";
 import { Registry } from "./sessions.ts";
 
@@ -34,6 +35,8 @@ export interface DaemonOptions {
   argv?: string[];
   /** TCP/TLS access (--listen, local TCP mode); see listen-tcp.ts. */
   remote?: RemoteOptions;
+  /** What goes to stderr (log-out.ts); access.log keeps everything. */
+  logLevel?: LogLevel;
 }
 
 export const DEFAULT_MAX_FRAME = 64 * 1024 * 1024 + 4096;
@@ -42,9 +45,12 @@ export const DEFAULT_MAX_FRAME = 64 * 1024 * 1024 + 4096;
 type WSData = { conn?: ClientConn; streaming: boolean; peer: string; caller: "local" | "remote"; connId?: number };
 type WS = ServerWebSocket<WSData>;
 
+let out: DaemonOut | undefined;
+
 function say(msg: string): void {
   flushAccessLogs(); // the ACCESS lines before it stay before it on stderr
-  process.stderr.write(`pythond: ${msg}\n`);
+  if (out) out.say(msg);
+  else process.stderr.write(`pythond: ${msg}\n`);
 }
 
 async function probe(sock: string): Promise<"live" | "stale" | "absent"> {
@@ -60,6 +66,7 @@ async function probe(sock: string): Promise<"live" | "stale" | "absent"> {
 
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const sock = opts.socket;
+  out = await daemonOut(opts.logLevel);
   ensurePrivateDir(dirname(sock));
   const runtime = ensurePrivateDir(runtimeDir(sock));
   ensurePrivateDir(join(runtime, "sessions"));
@@ -82,7 +89,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       throw e;
     }
   }
-  const log = new AccessLog(runtime);
+  const log = new AccessLog(runtime, out.mirror);
   const proxies = new Proxies(runtime, log, say);
   const marker = restartMarker(runtime);
   const registry = new Registry(runtime, (name, message) => {
@@ -123,6 +130,18 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     lock.release();
     const compiled = Bun.main.startsWith("/$bunfs/") || Bun.main.startsWith("B:/~BUN/");
     const cmd = [process.execPath, ...(compiled ? [] : [Bun.main]), "daemon", ...(opts.argv ?? [])];
+    flushAccessLogs();
+    // In place: the same process id, terminal, process group and parent, so a foreground daemon
+    // stays in the foreground (Ctrl-C reaches it) and a supervisor sees no exit. Bun implements
+    // Node's process.execve (execve(2)); where it is missing (Windows), start a successor.
+    const execve = (process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never }).execve;
+    if (execve && process.platform !== "win32") {
+      try {
+        execve(process.execPath, cmd, process.env);
+      } catch (e) {
+        say(`restart in place failed (${(e as Error).message}); starting a new process instead`);
+      }
+    }
     const next = Bun.spawn(cmd, { stdio: ["ignore", "inherit", "inherit"], detached: true, env: process.env });
     next.unref();
     process.exit(0);

@@ -35,7 +35,7 @@ export const COMMANDS = {
   fork: { synopsis: "fork <name>\\n<code>", min: 1, max: 1 },
   poll: { synopsis: "poll <name> [cell_id]", min: 1, max: 2 },
   wait: { synopsis: "wait <name> <cell_id> [--timeout S]", min: 2, max: 2, valued: ["timeout"] },
-  int: { synopsis: "int <name>", min: 1, max: 1 },
+  int: { synopsis: "int <name> [cell_id]", min: 1, max: 2 },
   kill: { synopsis: "kill <name>", min: 1, max: 1 },
   ls: { synopsis: "ls", min: 0, max: 0 },
   status: { synopsis: "status <name>", min: 1, max: 1 },
@@ -44,12 +44,12 @@ export const COMMANDS = {
   attach: { synopsis: "attach <name> [rows cols] [--read-only]", min: 1, max: 3, switches: ["read-only"] },
   detach: { synopsis: "detach", min: 0, max: 0 },
   resize: { synopsis: "resize <name> <rows> <cols>", min: 3, max: 3 },
-  stop: { synopsis: "stop [--keep-sessions]", min: 0, max: 0, switches: ["keep-sessions"], callers: ["local"] },
-  restart: { synopsis: "restart", min: 0, max: 0, callers: ["local"] },
+  stop: { synopsis: "stop [--keep-sessions]", min: 0, max: 0, switches: ["keep-sessions"] },
+  restart: { synopsis: "restart", min: 0, max: 0 },
   hello: { synopsis: "hello", min: 0, max: 0 },
   /** Remote proxies (src/daemon/proxy.ts): `<name>` then stands for the session of that name there. */
-  connect: { synopsis: "connect <name> <host:port> <token> [--tls]", min: 3, max: 3, switches: ["tls"], callers: ["local"] },
-  disconnect: { synopsis: "disconnect <name>", min: 1, max: 1, callers: ["local"] },
+  connect: { synopsis: "connect <name> <host:port> <token> [--tls]", min: 3, max: 3, switches: ["tls"] },
+  disconnect: { synopsis: "disconnect <name>", min: 1, max: 1 },
 } as const satisfies Record<string, CommandSpec>;
 
 export type CommandName = keyof typeof COMMANDS;

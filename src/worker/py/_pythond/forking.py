@@ -197,3 +197,16 @@ def kill_all():
         except OSError:
             pass
     return len(pids)
+
+
+def kill_cell(cell):
+    """SIGKILL to one fork's process group; False when it is not (or no longer) running."""
+    with _lock:
+        pid = _forks.get(cell.id)
+    if pid is None:
+        return False
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        return False
+    return True

@@ -108,7 +108,7 @@ def op_fork(w, conn, rid, h, body):
 
 def op_poll(w, conn, rid, h, body):
     cid = h.get("cell")
-    cell = w.cells.get(cid) if cid else w.cells.latest()
+    cell = w.cells.get(cid) if cid else w.cells.latest(("fire", "fork"))
     if cell is None:
         if cid:
             reply(conn, rid, {"cell_id": cid, "status": "error", "output": "unknown cell"}, ok=False, code="unknown_cell")
@@ -183,6 +183,8 @@ def op_complete(w, conn, rid, h, body):
 
 
 def op_int(w, conn, rid, h, body):
+    if h.get("cell"):
+        return _int_cell(w, conn, rid, h["cell"])
     parts = []
     if w.sync_cell is not None:
         os.kill(os.getpid(), signal.SIGINT)
@@ -199,6 +201,29 @@ def op_int(w, conn, rid, h, body):
         reply(conn, rid, "OK int %s: %s" % (w.name, ", ".join(parts)))
     else:
         reply(conn, rid, "OK no running cells in %s" % w.name)
+
+
+def _int_cell(w, conn, rid, cid):
+    """`int <name> <cell_id>`: that cell only (pysh run's Ctrl-C must not kill the forks)."""
+    cell = w.cells.get(cid)
+    if cell is None:
+        fail(conn, rid, "unknown_cell", "no cell %s in %s" % (cid, w.name))
+        return
+    if cell.status != "running":
+        reply(conn, rid, "OK cell %s is not running (%s)" % (cid, cell.status))
+        return
+    if w.sync_cell is cell:
+        os.kill(os.getpid(), signal.SIGINT)
+        what = "interrupted"
+    elif cell.kind == "fire" and cell.thread_ident:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(cell.thread_ident), ctypes.py_object(KeyboardInterrupt))
+        what = "interrupted (best-effort)"
+    elif cell.kind == "fork" and forking.kill_cell(cell):
+        what = "killed"
+    else:
+        reply(conn, rid, "OK cell %s is not running yet" % cid)
+        return
+    reply(conn, rid, "OK int %s: cell %s %s" % (w.name, cid, what))
 
 
 def op_claim(w, conn, rid, h, body):
