@@ -7,7 +7,8 @@
 import { basename } from "node:path";
 import { VERSION } from "./protocol/version.ts";
 
-async function pythondMain(role: string, argv: string[]): Promise<number> {
+/** `pythond`'s own commands; `onlyCheck`: returns -2 when argv is valid and not a help request. */
+async function pythondMain(role: string, argv: string[], onlyCheck = false): Promise<number> {
   const { PYTHOND } = await import("./cli/pyctl-commands.ts");
   const spec = await import("./cli/spec.ts");
   const { errLine, line } = await import("./cli/out.ts");
@@ -23,6 +24,7 @@ async function pythondMain(role: string, argv: string[]): Promise<number> {
       line(spec.commandHelp("pythond", c));
       return 0;
     }
+    if (onlyCheck) return -2;
     const target = a.positional[0] && spec.findCommand(PYTHOND, a.positional[0]);
     if (a.positional[0] && !target) throw spec.unknownCommand(PYTHOND, a.positional[0]);
     line(target ? spec.commandHelp("pythond", target) : spec.roleHelp(PYTHOND, VERSION));
@@ -46,8 +48,8 @@ async function main(): Promise<number> {
     case "pyctl":
       return (await import("./cli/pyctl.ts")).main(argv);
     case "daemon": {
-      if (argv.includes("--help") || argv.includes("-h")) return pythondMain(role, argv);
-      return (await import("./cli/pyctl.ts")).main(["start", ...argv]);
+      const checked = await pythondMain(role, argv, true); // --help, unknown flags: as `pythond daemon`
+      return checked >= 0 ? checked : (await import("./cli/pyctl.ts")).main(["start", ...argv]);
     }
     case "--version":
     case "-V":

@@ -23,7 +23,7 @@ import struct
 import threading
 import warnings
 
-from . import execute
+from . import execute, human
 
 LIMIT = int(os.environ.get("PYTHOND_FORK_RESULT_LIMIT", str(256 << 20)))
 _REC = struct.Struct(">IQ")
@@ -185,6 +185,7 @@ def _finish(w, cell, status, result_path):
     except OSError:
         pass
     cell.finish(res, w.history)
+    human.async_note(w, cell, "end")
 
 
 def kill_all():

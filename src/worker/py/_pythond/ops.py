@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 
-from . import capture, cells, execute, forking
+from . import capture, cells, execute, forking, human
 from .wire import Conn  # noqa: F401 - re-exported for server.py
 
 WORKER_PROTOCOL = 1
@@ -91,7 +91,9 @@ def op_fire(w, conn, rid, h, body):
             capture.bind_thread(None)
             w.capture.unregister(cell.out)
         cell.finish(result, w.history)
+        human.async_note(w, cell, "end")
 
+    human.async_note(w, cell, "start")
     threading.Thread(target=run, name="pythond-fire-" + cell.id, daemon=True).start()
     reply(conn, rid, {"cell_id": cell.id, "status": "fired"})
 
@@ -102,6 +104,7 @@ def op_fork(w, conn, rid, h, body):
         return
     cell = cells.Cell("fork", body.decode("utf-8", "replace"))
     w.cells.add(cell)
+    human.async_note(w, cell, "start")
     forking.start(w, cell)
     reply(conn, rid, {"cell_id": cell.id, "status": "forked"})
 
