@@ -43,7 +43,7 @@ export async function daemonOut(level: LogLevel = "info"): Promise<DaemonOut> {
     mirror(text) {
       for (const raw of text.split("\n")) {
         const s = compact(raw);
-        if (s) (s.bad ? c.warn : c.log)(s.text);
+        if (s) (s.bad ? c.fail : c.log)(s.text); // fail: an icon, no badge or blank line
       }
     },
   };
