@@ -21,6 +21,7 @@ import { handleFrame, runSession, type DaemonContext } from "./dispatch.ts";
 import type { RemoteAccess } from "./listen-tcp.ts";
 import type { RemoteOptions } from "./remote-setup.ts";
 import { acquireStartLock } from "./lock.ts";
+import { reapInherited } from "./reap.ts";
 import { daemonOut, type DaemonOut, type LogLevel } from "./log-out.ts";
 import { Proxies } from "./proxy.ts";
 import { Registry } from "./sessions.ts";
@@ -67,6 +68,7 @@ async function probe(sock: string): Promise<"live" | "stale" | "absent"> {
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const sock = opts.socket;
   out = await daemonOut(opts.logLevel);
+  reapInherited(); // workers a previous image of this process started (restart in place)
   ensurePrivateDir(dirname(sock));
   const runtime = ensurePrivateDir(runtimeDir(sock));
   ensurePrivateDir(join(runtime, "sessions"));

@@ -10,6 +10,17 @@ import { Tmux } from "../fixtures/tmux.ts";
 import { accessLogWith, alive, BIN, Daemon, exec, killGroup, LineWatcher, makeEnv, PYSH, startDaemon, until } from "./harness.ts";
 import { ClientMachine, startListening } from "./remote-harness.ts";
 
+function zombieChildren(pid: number): number[] {
+  const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+  return kids.filter((k) => {
+    try {
+      return /^\S+ \(.*\) Z/.test(readFileSync(`/proc/${k}/stat`, "utf8"));
+    } catch {
+      return false;
+    }
+  });
+}
+
 const PRE = ["os", "sys", "json", "subprocess", "shutil", "hashlib", "time", "re", "glob", "sqlite3", "socket"];
 
 describe("pre-imported modules (as the original)", () => {
@@ -182,6 +193,7 @@ describe("through a terminal", () => {
     const d = new Daemon(e);
     expect((await d.pysh(["new", "work"])).code).toBe(0);
     expect((await d.pysh(["run", "work", "1"])).code).toBe(0);
+    expect((await d.pysh(["new", "gone"])).code).toBe(0);
     let screen = await tm.waitFor(w, /run work ok/);
     expect(screen).not.toContain("ACCESS");
     expect((await d.pyctl(["restart"])).stdout).toBe("OK restarting daemon\n");
@@ -190,6 +202,9 @@ describe("through a terminal", () => {
     expect((await d.pysh(["run", "work", "x = 5; x"])).stdout).toBe("5\n");
     const st = JSON.parse((await d.pyctl(["status", "--json"])).stdout);
     expect(st.pid).toBe(pid);
+    // Workers the previous image started are still its children: they are reaped, not zombies.
+    expect((await d.pysh(["kill", "gone"])).code).toBe(0);
+    await until(() => zombieChildren(pid).length === 0, "no zombie children of the restarted daemon");
     await tm.keys(w, "C-c");
     screen = await tm.waitFor(w, "daemon-exited=0");
     expect(screen).toContain("stopping (sessions keep running)");
