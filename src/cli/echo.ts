@@ -7,8 +7,22 @@
  * is not a terminal. PYTHOND_ECHO=0|1 overrides the terminal check.
  */
 import { fstatSync } from "node:fs";
-import { isatty } from "node:tty";
 import { stderr } from "./out.ts";
+
+/**
+ * isatty(fd) without loading node:tty on the agent's path: it brings Node's stream and socket
+ * modules (~3-4 ms of pysh's ~10 ms start-up). A pipe or a file is not a character device, so only
+ * a terminal (or /dev/null) pays for the exact check.
+ */
+export function isTerminal(fd: number): boolean {
+  try {
+    if (!fstatSync(fd).isCharacterDevice()) return false;
+  } catch {
+    return false;
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require("node:tty") as typeof import("node:tty")).isatty(fd);
+}
 
 const MAX_LINES = 3;
 const MAX_COLS = 160;
@@ -19,7 +33,7 @@ export interface Echo {
 }
 
 function sameTerminal(): boolean {
-  if (!isatty(1)) return false;
+  if (!isTerminal(1)) return false;
   try {
     return fstatSync(1).rdev === fstatSync(2).rdev;
   } catch {
@@ -34,7 +48,7 @@ function plain(): boolean {
 /** The echo for this process, or null when there is nobody to show it to. */
 export function echoFor(): Echo | null {
   const env = process.env.PYTHOND_ECHO;
-  if (env === "0" || (env !== "1" && !isatty(2))) return null;
+  if (env === "0" || (env !== "1" && !isTerminal(2))) return null;
   const showOutput = !sameTerminal();
   const [dim, end] = plain() ? ["", ""] : ["\x1b[2m", "\x1b[0m"];
   const dec = new TextDecoder();
