@@ -7,6 +7,7 @@ import { ReplyError, request } from "../client/api.ts";
 import { Client } from "../client/connect.ts";
 import type { RemoteOptions } from "../daemon/remote-setup.ts";
 import { PythondError } from "../protocol/errors.ts";
+import { checkName } from "../protocol/names.ts";
 import { errLine, line } from "./out.ts";
 
 /** Every value of a repeatable option (citty keeps only the last): `--x a --x=b --x c,d`. */
@@ -63,6 +64,8 @@ export const connect = defineCommand({
     tls: { type: "boolean", description: "use TLS (always on for non-loopback hosts)" },
   },
   async run({ args }) {
+    checkName(args.name);
+    if (/\s/.test(args.endpoint)) throw new PythondError("usage", `invalid endpoint: ${JSON.stringify(args.endpoint)}`);
     const token = await readToken(args.token);
     if (/\s/.test(token)) throw new PythondError("usage", "a token has no spaces");
     const client = await Client.open();
@@ -78,6 +81,7 @@ export const disconnect = defineCommand({
   meta: { name: "disconnect", description: "drop a remote proxy" },
   args: { name: { type: "positional", required: true, description: "the proxy's name" } },
   async run({ args }) {
+    checkName(args.name);
     const client = await Client.open();
     try {
       line(await request(client, "disconnect", [args.name]));

@@ -153,6 +153,8 @@ describe("names, hints, --cwd, --json", () => {
     expect((await d.pysh(["poll", "work", "abc --x"])).stderr).toBe('ERR invalid cell id: "abc --x"\n');
     expect((await d.pysh(["new", "ok", "--idle-timeout", "5 --replace"])).stderr).toStartWith("ERR --idle-timeout takes a number");
     expect((await d.pysh(["ls"])).stdout).not.toContain("ok:");
+    expect((await d.pyctl(["connect", "srv", "127.0.0.1:1 --tls", "tok"])).stderr).toBe('ERR invalid endpoint: "127.0.0.1:1 --tls"\n');
+    expect((await d.pyctl(["disconnect", "Bad Name"])).stderr).toBe(rule);
   });
   test("hints say what to type", async () => {
     expect((await d.pysh(["run", "tmp1", "1"])).stderr).toBe("ERR no session 'tmp1' -- create it first with: pysh new tmp1\n");
