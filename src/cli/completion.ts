@@ -34,7 +34,15 @@ ${fn}() {
 compdef ${fn} ${role}`;
     case "fish":
       return `# ${role} completion for fish: ${role} completion fish > ~/.config/fish/completions/${role}.fish
-complete -c ${role} -a '(${role} __complete (commandline -opc)[2..-1] (commandline -ct) 2>/dev/null)'`;
+function ${fn}
+    set -l c (${role} __complete (commandline -opc)[2..-1] (commandline -ct) 2>/dev/null)
+    if test (count $c) -gt 0
+        printf '%s\n' $c
+    else
+        __fish_complete_path (commandline -ct)
+    end
+end
+complete -c ${role} -f -a '(${fn})'`;
     default:
       throw new PythondError("usage", `completion takes one of: ${SHELLS.join(", ")} (got ${JSON.stringify(shell)})`);
   }

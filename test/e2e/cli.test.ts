@@ -207,6 +207,31 @@ describe("shell completion", () => {
     expect((await exec([PYSH_BIN, "__complete", "run", ""], e)).stdout).toBe("");
     expect((await exec([PYSH_BIN, "__complete", "ki"], e)).stdout).toBe("kill\n");
   });
+  const withDist = { env: { PATH: `${join(ROOT, "dist")}:${process.env.PATH}` } };
+  // zsh and fish are Debian packages (zsh, fish); without them only the script text is checked.
+  test.if(existsSync("/usr/bin/fish"))("fish: complete -C gives commands, names, options; files where nothing else fits", async () => {
+    const fish = async (line: string) =>
+      (await exec(["/usr/bin/fish", "--no-config", "-c", `pysh completion fish | source; complete -C ${JSON.stringify(line)}`], d.e, withDist)).stdout;
+    expect(await fish("pysh ru")).toBe("run\n");
+    expect(await fish("pysh run wo")).toBe("work\n");
+    expect(await fish("pysh ls --")).toBe("--help\n--json\n");
+    expect(await fish("pysh run work ho")).toBe("home/\n"); // the code argument: file names
+  });
+  test.if(existsSync("/usr/bin/zsh"))("zsh: the function offers what __complete prints, else files", async () => {
+    // compadd/_files/compdef stand in for the completion system, which needs a live terminal.
+    const stubs = 'compdef() {}; compadd() { while [[ $1 != -- ]]; do shift; done; shift; print -l -- "$@"; }; _files() { print FILES; };';
+    const zsh = async (words: string[]) =>
+      (
+        await exec(
+          ["/usr/bin/zsh", "-f", "-c", `${stubs} source <(pysh completion zsh); words=(${words.map((w) => `'${w}'`).join(" ")}); CURRENT=${words.length}; _pysh_complete`],
+          d.e,
+          withDist,
+        )
+      ).stdout;
+    expect(await zsh(["pysh", "ru"])).toBe("run\n");
+    expect(await zsh(["pysh", "kill", "w"])).toBe("work\n");
+    expect(await zsh(["pysh", "run", "work", "@"])).toBe("FILES\n");
+  });
   test("zsh and fish scripts call __complete; an unknown shell is refused", async () => {
     for (const sh of ["zsh", "fish"]) {
       const r = await d.pysh(["completion", sh]);
