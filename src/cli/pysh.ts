@@ -118,7 +118,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     // Checked here, before framing, so a typo gets the rule instead of a confusing reply.
     // `proxy/session` passes (remote sessions through a proxy; the daemon decides).
-    if (spec.complete?.[0] === "session") a.positional[0]!.split("/", 2).forEach(checkName);
+    if (spec.complete?.[0] === "session") {
+      const parts = a.positional[0]!.split("/");
+      (parts.length > 2 ? [a.positional[0]!] : parts).forEach(checkName);
+    }
     if (cmd === "new") newOptions = (await import("./pysh-new.ts")).checkNewOptions(a);
     const done = await local(cmd, argv.slice(1));
     if (done !== undefined) return done;
