@@ -33,7 +33,7 @@ export function startDaemon(args: string[] = []): Promise<Daemon> {
 }
 
 /**
- * Waits until the daemon's warm spare (src/daemon/spare.ts), started after a `new`, is ready: its
+ * Waits until the daemon's warm spare (src/sessions/spare.ts), started after a `new`, is ready: its
  * start-up (a Python process) would otherwise run during the measurement that follows.
  */
 export async function spareSettled(d: Daemon): Promise<void> {

@@ -3,7 +3,7 @@
  * table (figure, baseline measured in the same run, ratio, target), then the results with the date
  * and machine written to bench/RESULTS.md (everything below the HISTORY marker there is kept).
  *
- *   bun bench/run.ts [--only=cli,persistent,session,output,load,fuzz] [--scale=0.2] [--seconds=20]
+ *   bun bench/run.ts [--only=cli,persistent,session,output,load,fuzz,fleet,fleet-io] [--scale=0.2] [--seconds=20]
  *
  * --scale shrinks counts for a quick look; --seconds is the load benchmark's duration. Not run by
  * CI: numbers need a quiet machine.
@@ -12,6 +12,8 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { benchCli } from "./cli.ts";
+import { benchFleet } from "./fleet.ts";
+import { benchFleetIo } from "./fleet-io.ts";
 import { benchFuzz } from "./fuzz.ts";
 import { benchLoad } from "./load.ts";
 import { benchOutput } from "./output.ts";
@@ -26,6 +28,8 @@ const ALL: Array<[string, (o: BenchOptions) => Promise<BenchResult>]> = [
   ["output", benchOutput],
   ["load", benchLoad],
   ["fuzz", benchFuzz],
+  ["fleet", benchFleet],
+  ["fleet-io", benchFleetIo],
 ];
 const HISTORY = "<!-- HISTORY: everything below this line is kept by bench/run.ts -->";
 

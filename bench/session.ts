@@ -3,7 +3,7 @@
  * an open WebSocket (the client's own start-up is not counted). Sessions are created one at a
  * time and killed after their first cell.
  *
- *  - warm: the daemon's warm spare (src/daemon/spare.ts) is ready, as it is when an agent's calls
+ *  - warm: the daemon's warm spare (src/sessions/spare.ts) is ready, as it is when an agent's calls
  *    are not back to back (we wait for it: its record appears in `<runtime>/spares/`);
  *  - back to back: the next `new` right after the last kill, while the spare is still starting;
  *  - cold (same run, PYTHOND_SPARE=0): every `new` starts Python, the way it was before spares;

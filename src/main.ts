@@ -51,6 +51,10 @@ async function main(): Promise<number> {
       const checked = await pythondMain(role, argv, true); // --help, unknown flags: as `pythond daemon`
       return checked >= 0 ? checked : (await import("./cli/pyctl.ts")).main(["start", ...argv]);
     }
+    case "join": {
+      const checked = await pythondMain(role, argv, true); // --help, unknown flags: as `pythond join`
+      return checked >= 0 ? checked : (await import("./cli/join.ts")).main(argv);
+    }
     case "--version":
     case "-V":
       console.log(`pythond ${VERSION}`); // not process.stdout: setting it up costs ~10 ms (BUN-NOTES)

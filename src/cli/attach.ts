@@ -14,7 +14,7 @@ export async function attachMain(argv: string[]): Promise<number> {
   const readOnly = argv.includes("--read-only");
   const rest = argv.filter((a) => a !== "--read-only");
   if (rest.length !== 1 || rest[0]!.startsWith("-")) {
-    errLine(`ERR ${USAGE}`);
+    errLine(new PythondError("usage", USAGE).toFrame());
     return 1;
   }
   const name = rest[0]!;

@@ -5,7 +5,7 @@
  * offer what it prints, one candidate a line (no candidates: the shell completes file names).
  * Commands and options come from the table; session (and proxy) names from the running daemon's
  * `ls`, asked with a short deadline so that a missing daemon never stalls the shell; node names
- * from its `hello` once it reports nodes. Loaded only for completion: never on the `run` path.
+ * from its `nodes --json` (a hub's; none elsewhere). Loaded only for completion: never on the `run` path.
  */
 import { PythondError } from "../protocol/errors.ts";
 import type { ArgKind, CmdSpec, RoleSpec } from "./spec.ts";
@@ -63,6 +63,7 @@ export async function completeWords(spec: RoleSpec, words: string[]): Promise<st
   const positional = positionalIndex(cmd, before.slice(1));
   const kinds = cmd.complete ?? [];
   const kind = kinds[Math.min(positional, kinds.length - 1)];
+  if (kind === "subcommand") return match(cmd.subcommands ?? []);
   return kind ? match(await candidates(spec, kind)) : [];
 }
 
@@ -89,10 +90,10 @@ async function candidates(spec: RoleSpec, kind: ArgKind): Promise<string[]> {
     case "session":
       return (await fromDaemon("ls")).flatMap((t) => [...t.matchAll(/^ {2}([^:\s]+):/gm)].map((m) => m[1]!));
     case "node":
-      return (await fromDaemon("hello")).flatMap((t) => {
+      // the hub's nodes (`nodes --json`: one object per node); none from a daemon that is no hub
+      return (await fromDaemon("nodes", ["--json"])).flatMap((t) => {
         try {
-          const nodes = (JSON.parse(t) as { nodes?: Array<string | { name: string }> }).nodes ?? [];
-          return nodes.map((n) => (typeof n === "string" ? n : n.name));
+          return (JSON.parse(t) as Array<{ id: string }>).map((n) => n.id);
         } catch {
           return [];
         }
@@ -103,7 +104,7 @@ async function candidates(spec: RoleSpec, kind: ArgKind): Promise<string[]> {
 }
 
 /** One request to the running daemon, or nothing if it does not answer within the deadline. */
-async function fromDaemon(cmd: string): Promise<string[]> {
+async function fromDaemon(cmd: string, args: string[] = []): Promise<string[]> {
   const { Client } = await import("../client/connect.ts");
   const { request } = await import("../client/api.ts");
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -111,7 +112,7 @@ async function fromDaemon(cmd: string): Promise<string[]> {
   const ask = (async () => {
     const c = await Client.open({ noWait: true });
     try {
-      return [await request(c, cmd)];
+      return [await request(c, cmd, args)];
     } finally {
       c.close();
     }

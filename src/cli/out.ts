@@ -24,8 +24,8 @@ export function stdout(text: string | Uint8Array): void {
   writeAll(1, typeof text === "string" ? enc.encode(text) : text);
 }
 
-export function stderr(text: string): void {
-  writeAll(2, enc.encode(text));
+export function stderr(text: string | Uint8Array): void {
+  writeAll(2, typeof text === "string" ? enc.encode(text) : text);
 }
 
 /** Prints a reply line (adds the newline). */

@@ -16,7 +16,21 @@ export const DAEMON_OPTIONS: Record<string, OptSpec> = {
   "max-frame": { value: "MIB", help: "largest frame accepted, in MiB (default 64)" },
   "idle-timeout": { value: "S", help: "end sessions unused for S seconds (default: never)" },
   "log-level": { value: "LEVEL", help: "what goes to stderr: error, warn, info (default) or debug (every access line)" },
+  heartbeat: { value: "S", help: "fleet hub: seconds between heartbeats to each node (default 10)" },
   quiet: { short: "q", help: "only warnings and errors on stderr (= --log-level warn); access.log keeps everything" },
+};
+
+/** `pythond join`: a node's options (src/cli/join.ts takes its citty args from here). */
+export const JOIN_OPTIONS: Record<string, OptSpec> = {
+  token: { value: "T", help: "join token (pyctl join-token on the hub); needed at the first join only" },
+  fingerprint: { value: "FP", help: "the hub certificate's SHA-256 fingerprint (printed by pyctl join-token)" },
+  pin: { value: "FILE", help: "the hub's certificate file, instead of --fingerprint" },
+  id: { value: "ID", help: "this node's id (default: kept from before, else generated once)" },
+  label: { value: "K=V", help: "a label of this node (repeatable)", repeat: true },
+  heartbeat: { value: "S", help: "seconds between heartbeats (default 10; offline after 3 missed)" },
+  "server-url": { value: "URL", help: "the seed's spelling of the hub URL" },
+  "daemon-id": { value: "ID", help: "the seed's spelling of --id" },
+  "idle-timeout": { value: "S", help: "end sessions unused for S seconds (default: never)" },
 };
 
 const completion: CmdSpec = {
@@ -99,6 +113,29 @@ export const PYCTL: RoleSpec = {
       max: 1,
     },
     {
+      name: "join-token",
+      summary: "make a token for machines to join this hub as nodes (prints the pythond join command); --list, --revoke ID",
+      options: {
+        ttl: { value: "TTL", help: "how long it works (30m, 24h, 7d; default 24h)" },
+        uses: { value: "N", help: "how many machines may enroll with it (default: any number until it expires)" },
+        label: { value: "K=V", help: "a label for nodes enrolled with it", repeat: true },
+        url: { value: "URL", help: "the hub URL nodes dial (default: from the running hub's listener)" },
+        list: { help: "list the tokens" },
+        revoke: { value: "ID", help: "revoke the token with this id" },
+      },
+      examples: ["pyctl join-token --ttl 1h --uses 3 --label gpu=1", "pyctl join-token --list", "pyctl join-token --revoke t3"],
+    },
+    {
+      name: "node",
+      args: "forget <id>",
+      summary: "fleet nodes of this hub: forget unbinds a node id from its key (it must enroll again with a join token)",
+      examples: ["pyctl node forget worker-1"],
+      complete: ["subcommand", "node"],
+      subcommands: ["forget"],
+      min: 2,
+      max: 2,
+    },
+    {
       name: "help",
       args: "[command]",
       summary: "this overview, or the help of one command",
@@ -129,6 +166,18 @@ export const PYTHOND: RoleSpec = {
       summary: "run the daemon in the foreground (= pyctl start)",
       options: DAEMON_OPTIONS,
       examples: ["pythond daemon", "pythond daemon -q --listen 127.0.0.1:7399"],
+    },
+    {
+      name: "join",
+      args: "<wss://HUB:PORT>",
+      summary: "join a hub as a node: dial out to it and serve its requests (no port opened here)",
+      options: JOIN_OPTIONS,
+      examples: [
+        "pythond join wss://hub.example:7399 --token T --fingerprint SHA256:… --label gpu=1",
+        "pythond join --server-url wss://hub.example:7399 --daemon-id worker-1 --token T --pin hub_cert.pem",
+      ],
+      complete: ["text"],
+      max: 1,
     },
     {
       name: "pysh",

@@ -5,7 +5,7 @@
 import { defineCommand } from "citty";
 import { ReplyError, request } from "../client/api.ts";
 import { Client } from "../client/connect.ts";
-import type { RemoteOptions } from "../daemon/remote-setup.ts";
+import type { RemoteOptions } from "../ingress/remote-setup.ts";
 import { PythondError } from "../protocol/errors.ts";
 import { checkName } from "../protocol/names.ts";
 import { errLine, line } from "./out.ts";

@@ -1,17 +1,7 @@
 /** pyctl cert / trust / pin: the certificate files of ~/.pythond/tls (see src/tls). */
 import { defineCommand } from "citty";
-import { PythondError } from "../protocol/errors.ts";
-import { ensureOwnCertificate, pinServer, trustClient, TlsError } from "../tls/index.ts";
+import { ensureOwnCertificate, pinServer, trustClient } from "../tls/index.ts";
 import { line } from "./out.ts";
-
-function wrap<T>(fn: () => T): T {
-  try {
-    return fn();
-  } catch (e) {
-    if (e instanceof TlsError) throw new PythondError("io", e.message);
-    throw e;
-  }
-}
 
 export const cert = defineCommand({
   meta: { name: "cert", description: "show (and on first use generate) this machine's TLS certificate" },
@@ -29,7 +19,7 @@ export const trust = defineCommand({
   meta: { name: "trust", description: "authorize a client certificate (like authorized_keys)" },
   args: { cert: { type: "positional", description: "client cert.pem", required: true } },
   run({ args }) {
-    line(`trusted client: ${wrap(() => trustClient(args.cert))}`);
+    line(`trusted client: ${trustClient(args.cert)}`);
   },
 });
 
@@ -37,6 +27,6 @@ export const pin = defineCommand({
   meta: { name: "pin", description: "pin a server certificate (like known_hosts)" },
   args: { cert: { type: "positional", description: "server cert.pem", required: true } },
   run({ args }) {
-    line(`pinned server: ${wrap(() => pinServer(args.cert))}`);
+    line(`pinned server: ${pinServer(args.cert)}`);
   },
 });

@@ -15,7 +15,7 @@ import { Client } from "../client/connect.ts";
 import { request, ReplyError } from "../client/api.ts";
 import { errLine, line } from "./out.ts";
 import { cittyArgs, PYCTL } from "./pyctl-commands.ts";
-import { commandHelp, findCommand, parseArgs, roleHelp, unknownCommand, type CmdSpec, type Parsed, type RoleSpec } from "./spec.ts";
+import { commandHelp, findCommand, parseArgs, roleHelp, unknownCommand, usageError, type CmdSpec, type Parsed, type RoleSpec } from "./spec.ts";
 
 let exitCode = 0;
 let daemonArgv: string[] = [];
@@ -33,7 +33,9 @@ export const startCommand = defineCommand({
     if (!(maxFrame > 4096)) throw new PythondError("usage", "--max-frame takes a size in MiB > 0");
     const idle = args["idle-timeout"] === undefined ? undefined : Number(args["idle-timeout"]);
     if (idle !== undefined && !(idle > 0)) throw new PythondError("usage", "--idle-timeout takes a number of seconds > 0");
-    await runDaemon({ socket: socketPath(), maxFrame, idleTimeout: idle, argv: daemonArgv, remote, logLevel });
+    const heartbeat = args.heartbeat === undefined ? undefined : Number(args.heartbeat);
+    if (heartbeat !== undefined && !(heartbeat > 0 && heartbeat <= 3600)) throw new PythondError("usage", "--heartbeat takes seconds > 0");
+    await runDaemon({ socket: socketPath(), maxFrame, idleTimeout: idle, argv: daemonArgv, remote, heartbeat, logLevel });
     exitCode = -1; // keep running: the server holds the event loop
   },
 });
@@ -99,6 +101,8 @@ export const SUBCOMMANDS: Record<string, Lazy> = {
   pin: () => import("./pyctl-tls.ts").then((m) => m.pin),
   connect: () => import("./pyctl-remote.ts").then((m) => m.connect),
   disconnect: () => import("./pyctl-remote.ts").then((m) => m.disconnect),
+  "join-token": () => import("./pyctl-fleet.ts").then((m) => (m.setRawArgv(process.argv), m.joinToken)),
+  node: () => import("./pyctl-fleet.ts").then((m) => m.node),
 };
 
 const resolveDef = async (l: Lazy): Promise<CommandDef> => (typeof l === "function" ? await l() : l);
@@ -178,13 +182,20 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (cmd === "start") daemonArgv = argv.slice(1);
-    const def = await resolveDef(SUBCOMMANDS[cmd]!);
+    let def = await resolveDef(SUBCOMMANDS[cmd]!);
+    if (c.subcommands) {
+      // `pyctl node forget <id>`: the citty subcommand named by the first word
+      const sub = a.positional[0]!;
+      if (!c.subcommands.includes(sub)) throw usageError("pyctl", c, `unknown: ${sub}`);
+      def = await resolveDef((def.subCommands as Record<string, Lazy>)[sub]!);
+      a.positional.shift();
+    }
     await def.run?.({ rawArgs: argv.slice(1), args: cittyValues(def, a) as never, cmd: def, data: undefined });
     return exitCode;
   } catch (e) {
     if (e instanceof ReplyError) errLine(e.reply);
     else if (e instanceof PythondError) errLine(e.toFrame());
-    else errLine(`ERR ${(e as Error).message}`);
+    else errLine(PythondError.from(e).toFrame());
     return 1;
   }
 }

@@ -47,7 +47,8 @@ export const COMMANDS: Record<string, Command> = {
     return simple(client, "complete", [a.positional[0]!, ...(a.code ?? "").split(" ").filter(Boolean)]);
   },
   async ls(client, a) {
-    const text = await request(client, "ls");
+    // `ls <node>`: that node's sessions (the hub relays); --json parses either listing
+    const text = await request(client, "ls", a.positional);
     if (a.opts.json) line(JSON.stringify((await import("./ls-json.ts")).parseLs(text)));
     else line(text);
     return 0;
@@ -56,6 +57,7 @@ export const COMMANDS: Record<string, Command> = {
     const args = [a.positional[0]!, ...(a.positional[1] ? [word(a.positional[1], "cell id")] : [])];
     return simple(client, "int", args);
   },
+  nodes: (client, a) => simple(client, "nodes", a.opts.json ? ["--json"] : []),
 };
 for (const cmd of ["kill", "status", "vars"]) COMMANDS[cmd] = (client, a) => simple(client, cmd, a.positional);
 
@@ -96,6 +98,12 @@ async function local(cmd: string, argv: string[]): Promise<number | undefined> {
   return undefined;
 }
 
+/** Options of `pysh run -l/--all` only. */
+const FANOUT_ONLY = ["session", "max-concurrency", "json"] as const;
+
+/** Node commands (src/cli/fleet/): loaded only when used; their own parsers take the raw words. */
+const FLEET: Record<string, true> = { sh: true, job: true, shell: true, put: true, get: true, forward: true };
+
 export async function main(argv: string[]): Promise<number> {
   const cmd = argv[0];
   if (!cmd || cmd === "--help" || cmd === "-h") {
@@ -115,6 +123,14 @@ export async function main(argv: string[]): Promise<number> {
     if (a.help) {
       line(commandHelp("pysh", spec));
       return 0;
+    }
+    // Checked against the table above (strict flags, --help); the command's own parser then
+    // takes the raw words (the fleet commands, the MCP server, run on many nodes).
+    if (cmd in FLEET) return await (await import("./fleet/main.ts")).fleetMain(cmd, argv.slice(1));
+    if (cmd === "mcp") return await (await import("../mcp/main.ts")).mcpMain(argv.slice(1));
+    if (cmd === "run" && (a.opts.all || a.opts.selector)) return await (await import("./fleet/run-fanout.ts")).runFanoutMain(argv.slice(1));
+    if (cmd === "run" && FANOUT_ONLY.some((k) => a.opts[k] !== undefined)) {
+      throw new PythondError("usage", `--${FANOUT_ONLY.find((k) => a.opts[k] !== undefined)} goes with -l k=v or --all (a cell on many nodes) -- see: pysh run --help`);
     }
     // Checked here, before framing, so a typo gets the rule instead of a confusing reply.
     // `proxy/session` passes (remote sessions through a proxy; the daemon decides).

@@ -18,7 +18,7 @@
 import { PythondError } from "../protocol/errors.ts";
 
 /** What a positional argument names, for completion. */
-export type ArgKind = "session" | "node" | "file" | "command" | "shell" | "text";
+export type ArgKind = "session" | "node" | "file" | "command" | "shell" | "text" | "subcommand";
 
 export interface OptSpec {
   /** Placeholder of the value (`S`, `PATH`); absent: a switch. */
@@ -47,6 +47,8 @@ export interface CmdSpec {
   max?: number;
   /** Takes code words after the positionals: flags are options only before the code. */
   code?: boolean;
+  /** The words a "subcommand" positional takes (`pyctl node forget`). */
+  subcommands?: string[];
   /** Not listed in overviews (internal helpers such as __complete). */
   hidden?: boolean;
 }
@@ -147,7 +149,12 @@ export function parseArgs(role: string, c: CmdSpec, argv: readonly string[]): Pa
     const codeStarts = c.code && p.positional.length >= max;
     const alias = /^-[a-zA-Z]$/.test(w) && !codeStarts ? Object.keys(opts).find((k) => opts[k]!.short === w[1]) : undefined;
     if (alias) {
-      p.opts[alias] = true;
+      // a short alias of a valued option takes the next word (`pysh sh -l gpu=1 …`)
+      const o = opts[alias]!;
+      const v = o.value ? argv[++i] : true;
+      if (v === undefined || v === "") throw new PythondError("usage", `-${w[1]} needs a value (${o.value}) -- see: ${role} ${c.name} --help`);
+      p.opts[alias] = v;
+      if (typeof v === "string") (p.all[alias] ??= []).push(v);
       continue;
     }
     if (w.startsWith("--") && w.length > 2 && (!codeStarts || /^--[a-z][a-z0-9-]*(=|$)/.test(w))) {

@@ -5,7 +5,7 @@
  * in order; it never prints. Kept free of heavy imports: this is the `pysh run` hot path.
  */
 import { PythondError } from "../protocol/errors.ts";
-import { SUBPROTOCOL } from "../protocol/version.ts";
+import { CLIENT_OFFER, SUBPROTOCOL_CODES } from "../protocol/version.ts";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { restartMarker, runtimeDir, socketPath } from "../paths.ts";
@@ -60,7 +60,7 @@ export class Client {
     const sock = opts.socket ?? socketPath();
     const deadline = Date.now() + RESTART_GRACE_MS;
     for (;;) {
-      const ws = new WebSocket(`ws+unix://${sock}`, opts.protocols ?? [SUBPROTOCOL]);
+      const ws = new WebSocket(`ws+unix://${sock}`, opts.protocols ?? CLIENT_OFFER);
       const ok = await new Promise<boolean>((resolve) => {
         ws.onopen = () => resolve(true);
         ws.onerror = () => resolve(false);
@@ -80,9 +80,14 @@ export class Client {
   private static async openTcp(opts: { protocols?: string[]; remote?: RemoteEndpoint | null; explain?: boolean }): Promise<Client> {
     const r = await import("./remote.ts");
     const ep = opts.remote ?? r.remoteFromEnv()!;
-    const { ws, presented } = await r.openRemote(ep, opts.protocols ?? [SUBPROTOCOL]);
+    const { ws, presented } = await r.openRemote(ep, opts.protocols ?? CLIENT_OFFER);
     const explain = opts.explain === false ? undefined : (t: string) => r.explainRejection(ep, presented, t);
     return new Client(ws, r.endpointLabel(ep), explain);
+  }
+
+  /** The daemon answers `ERR <code>: <message>` (pythond.1+codes); replies.ts parses either form. */
+  get codes(): boolean {
+    return this.ws.protocol === SUBPROTOCOL_CODES;
   }
 
   get closed(): boolean {

@@ -1,6 +1,6 @@
 /**
  * Connecting to a daemon over TCP: a remote one (PYTHOND_HOST, PYTHOND_TOKEN, PYTHOND_TLS), the
- * local one in local TCP mode (daemon.json), and the links of remote proxies (src/daemon/proxy.ts).
+ * local one in local TCP mode (daemon.json), and the links of remote proxies (src/proxy/proxy.ts).
  *
  * TLS is verified by pinning, as ssh's known_hosts: the server certificate must be one of those
  * stored by `pyctl pin` (compared by SHA-256 fingerprint; host names play no part). This machine's
@@ -18,6 +18,7 @@ import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { hostPort, isLoopback, splitHostPort } from "../protocol/endpoint.ts";
 import { PythondError } from "../protocol/errors.ts";
+import { AUTH_REJECTION } from "../protocol/replies.ts";
 import { runtimeDir, socketPath } from "../paths.ts";
 
 /** Where and how to connect; the token travels in `Authorization: Bearer`. */
@@ -297,17 +298,18 @@ function clientCertUntrusted(where: string, fp: string): string {
  */
 export function explainRejection(ep: RemoteEndpoint, presented: string | null, text: string): string {
   const where = hostPort(ep.host, ep.port);
+  const frame = (message: string) => new PythondError("auth_failed", message).toFrame();
   switch (text) {
-    case "ERR auth failed":
-      return (
-        `ERR auth failed: ${where} rejected the token` +
-        (process.env.PYTHOND_HOST ? " in PYTHOND_TOKEN" : "") +
-        ` (a daemon started without --token-file makes a new token at each start; see --show-token)`
+    case AUTH_REJECTION.plain:
+      return frame(
+        `auth failed: ${where} rejected the token` +
+          (process.env.PYTHOND_HOST ? " in PYTHOND_TOKEN" : "") +
+          ` (a daemon started without --token-file makes a new token at each start; see --show-token)`,
       );
-    case "ERR auth failed: client certificate required":
-      return `ERR ${clientCertRequired(where)}`;
-    case "ERR auth failed: client certificate not trusted":
-      return `ERR ${clientCertUntrusted(where, presented ?? "(none)")}`;
+    case AUTH_REJECTION.certRequired:
+      return frame(clientCertRequired(where));
+    case AUTH_REJECTION.certUntrusted:
+      return frame(clientCertUntrusted(where, presented ?? "(none)"));
     default:
       return text;
   }

@@ -6,7 +6,7 @@
 import { chmodSync, closeSync, fstatSync, openSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 
-export type AccessEvent = "connect" | "auth" | "command" | "result" | "attach" | "detach" | "disconnect" | "session";
+export type AccessEvent = "connect" | "auth" | "command" | "result" | "attach" | "detach" | "disconnect" | "session" | "node";
 
 export interface AccessFields {
   conn_id?: number;

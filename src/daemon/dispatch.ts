@@ -1,20 +1,30 @@
 /**
- * The dispatch table: one handler per command of src/protocol/commands.ts. A handler replies
- * through the connection and returns whether the command succeeded (for the access log). Errors
- * are thrown as PythondError and turned into `ERR <message>` by `handleFrame`.
+ * The router: every text frame of every connection takes this one path —
+ *
+ *   prepare  parse (protocol/frame.ts) and check against the command table (protocol/commands.ts),
+ *            once per frame; a plain `run <name>` of a local session may overlap (conn.ts)
+ *   handle   check the caller against the command's callers; resolve the target once (a local
+ *            session, a session behind a proxy; `a/b` through proxy or node `a`); call the
+ *            command's handler with it; reply `ERR …` for whatever it throws; access-log it all
+ *
+ * Handlers of session commands call one door of their Target (target.ts); the daemon's own
+ * commands (ls, hello, stop, restart, connect, disconnect, detach, nodes, node-forget) are
+ * answered here.
  */
-import { statSync } from "node:fs";
-import { COMMANDS, toRequest, type CommandName, type Request } from "../protocol/commands.ts";
-import { PythondError, type ErrorCode } from "../protocol/errors.ts";
+import { CLIENT_CALLERS, COMMANDS, toRequest, type CommandName, type Request } from "../protocol/commands.ts";
+import { PythondError } from "../protocol/errors.ts";
 import { parseFrame } from "../protocol/frame.ts";
 import { checkName } from "../protocol/names.ts";
+import { okReply } from "../protocol/replies.ts";
 import { PROTOCOL_VERSION, VERSION } from "../protocol/version.ts";
+import type { Proxies } from "../proxy/proxy.ts";
+import { detachSession } from "../sessions/attach.ts";
+import type { Registry } from "../sessions/registry.ts";
+import { LocalTarget } from "../sessions/target.ts";
 import type { AccessLog } from "./access-log.ts";
-import type { ClientConn } from "./conn.ts";
-import { attachSession, detachSession, resizeSession } from "./attach.ts";
-import { PROXIED, type Proxies } from "./proxy.ts";
-import { runCell } from "./run.ts";
-import type { Registry } from "./sessions.ts";
+import type { ClientConn, Prepared, Router } from "./conn.ts";
+import { splitTargetName, type Status, type Target, type TargetSource } from "./target.ts";
+import type { FleetHub } from "../fleet/hub/hub.ts";
 
 export interface DaemonContext {
   registry: Registry;
@@ -22,6 +32,8 @@ export interface DaemonContext {
   socket: string;
   /** Remote proxies (`connect`): names that stand for sessions of other daemons. */
   proxies: Proxies;
+  /** Rooms holding sessions behind names, asked in turn (proxies; the fleet's nodes next). */
+  sources: TargetSource[];
   /** TCP/TLS endpoints this daemon listens on (`tls://host:port`), for `hello`. */
   endpoints: string[];
   stop(keepSessions: boolean): void;
@@ -29,115 +41,34 @@ export interface DaemonContext {
   restart(): void;
   /** Daemon-wide default for sessions' --idle-timeout (seconds), if any. */
   idleTimeout?: number;
+  /** The fleet hub (every daemon with a listener is one; also in `sources`): nodes' names. */
+  fleet?: FleetHub;
 }
 
-type Status = "ok" | "error";
-type Handler = (ctx: DaemonContext, conn: ClientConn, req: Request) => Promise<Status> | Status;
+type Handler = (ctx: DaemonContext, conn: ClientConn, req: Request, target: Target) => Promise<Status> | Status;
 
 const json = (v: unknown) => JSON.stringify(v);
 
-/**
- * Sends a worker reply: JSON data as text, strings as they are. A failed reply with JSON data
- * (poll of an unknown cell) is sent as that JSON to the original's clients, and as `ERR <json>`
- * to ours, so that every error reply of pythond.1 starts with `ERR `.
- */
-function sendWorkerReply(conn: ClientConn, h: Record<string, unknown>): Status {
-  const data = h.data;
-  if (!h.ok && data === undefined) {
-    throw new PythondError((h.code as ErrorCode) ?? "internal", String(h.error ?? "worker error"));
-  }
-  const text = typeof data === "string" ? data : json(data ?? {});
-  conn.reply.text(!h.ok && conn.streaming ? `ERR ${text}` : text);
-  return h.ok ? "ok" : "error";
-}
-
-/** `wait`: streams like `run` for pythond.1 clients; the poll JSON for the original's. */
-async function waitCell(ctx: DaemonContext, conn: ClientConn, req: Request): Promise<Status> {
-  const s = ctx.registry.get(checkName(req.args[0]!));
-  const timeout = parseSeconds(req.opts.timeout, "--timeout");
-  const h = await s.link.request("wait", { cell: req.args[1], ...(timeout ? { timeout } : {}) });
-  const d = (h.data ?? {}) as Record<string, unknown>;
-  if (!conn.streaming || !h.ok) {
-    const { out: _o, traceback: _t, ...poll } = d;
-    return sendWorkerReply(conn, { ...h, data: poll });
-  }
-  if (d.timed_out) throw new PythondError("timeout", `cell ${req.args[1]} is still running after --timeout ${timeout}s`);
-  conn.reply.text(`CELL ${String(d.cell_id)}`);
-  if (d.out) conn.reply.binary(new TextEncoder().encode(String(d.out)));
-  conn.reply.text(d.status === "done" ? "OK" : `ERR execution failed\n${String(d.traceback ?? "")}`);
-  return d.status === "done" ? "ok" : "error";
-}
-
-async function workerCall(ctx: DaemonContext, conn: ClientConn, name: string, op: string, fields = {}, body?: string) {
-  const s = ctx.registry.get(checkName(name));
-  return sendWorkerReply(conn, await s.link.request(op, fields, body));
-}
-
-/** Path options arrive percent-encoded from pysh (frames split on spaces); plain paths pass. */
-function pathOpt(v: string | true | undefined): string | undefined {
-  if (typeof v !== "string") return undefined;
-  try {
-    return decodeURIComponent(v);
-  } catch {
-    return v;
-  }
-}
-
-function isDirectory(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-function parseSeconds(v: string | true | undefined, what: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new PythondError("usage", `${what} takes a number of seconds > 0 (got ${String(v)})`);
-  return n;
-}
-
 export const HANDLERS: Record<CommandName, Handler> = {
-  async new(ctx, conn, req) {
-    const name = checkName(req.args[0]!);
-    const python = pathOpt(req.opts.python);
-    const cwd = pathOpt(req.opts.cwd);
-    if (cwd !== undefined && !isDirectory(cwd)) throw new PythondError("usage", `--cwd ${cwd}: no such directory`);
-    const idle = parseSeconds(req.opts["idle-timeout"], "--idle-timeout") ?? ctx.idleTimeout;
-    const s = await ctx.registry.create(name, { replace: req.opts.replace === true, python, cwd, idleTimeout: idle });
-    conn.reply.text(`OK ${name} pid=${s.pid}`);
-    return "ok";
-  },
-  async run(ctx, conn, req) {
-    const name = checkName(req.args[0]!);
-    return runCell(ctx.registry, conn, name, req.body, parseSeconds(req.opts.timeout, "--timeout"));
-  },
-  fire: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "fire", {}, req.body),
-  fork: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "fork", {}, req.body),
-  poll: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "poll", req.args[1] ? { cell: req.args[1] } : {}),
-  wait: waitCell,
-  int: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "int", req.args[1] ? { cell: req.args[1] } : {}),
-  async status(ctx, conn, req) {
-    // `queued`: runs the daemon has handed to the worker that wait behind the running cell (the
-    // worker reads them only when it gets to them).
-    const s = ctx.registry.get(checkName(req.args[0]!));
-    const h = await s.link.request("status");
-    if (h.ok && h.data && typeof h.data === "object") (h.data as Record<string, unknown>).queued = s.link.queuedRuns;
-    return sendWorkerReply(conn, h);
-  },
-  vars: (ctx, conn, req) => workerCall(ctx, conn, req.args[0]!, "vars"),
-  complete(ctx, conn, req) {
-    const text = req.args.length > 1 ? req.args.slice(1).join(" ") : req.body;
-    return workerCall(ctx, conn, req.args[0]!, "complete", {}, text);
-  },
-  async kill(ctx, conn, req) {
-    const name = checkName(req.args[0]!);
-    await ctx.registry.kill(name);
-    conn.reply.text(`OK killed ${name}`);
-    return "ok";
-  },
-  ls(ctx, conn) {
+  new: (_ctx, conn, req, t) => t.request(conn, req),
+  run: (_ctx, conn, req, t) => t.run(conn, req),
+  fire: (_ctx, conn, req, t) => t.request(conn, req),
+  fork: (_ctx, conn, req, t) => t.request(conn, req),
+  poll: (_ctx, conn, req, t) => t.request(conn, req),
+  wait: (_ctx, conn, req, t) => t.run(conn, req),
+  int: (_ctx, conn, req, t) => t.request(conn, req),
+  status: (_ctx, conn, req, t) => t.request(conn, req),
+  vars: (_ctx, conn, req, t) => t.request(conn, req),
+  complete: (_ctx, conn, req, t) => t.request(conn, req),
+  kill: (_ctx, conn, req, t) => t.request(conn, req),
+  attach: (_ctx, conn, req, t) => t.attach(conn, req),
+  resize: (_ctx, conn, req, t) => t.attach(conn, req),
+  ls(ctx, conn, req) {
+    if (req.args[0] !== undefined) {
+      // `ls worker-1`: that node's own listing.
+      if (!ctx.fleet) throw new PythondError("no_node", `no node '${req.args[0]}' -- this daemon is not a hub (it has no --listen)`);
+      return ctx.fleet.nodeTarget(req.args[0]).relay(conn, req, "ls");
+    }
     const lines = ctx.registry.list().map((s) => {
       if (s.state === "alive") return `  ${s.name}: alive pid=${s.pid} (pty)`;
       if (s.state === "starting") return `  ${s.name}: starting`;
@@ -145,19 +76,41 @@ export const HANDLERS: Record<CommandName, Handler> = {
       return `  ${s.name}: dead (${s.reason ?? "reason unknown"})`;
     });
     lines.push(...ctx.proxies.list().map((p) => p.lsLine()));
+    if (ctx.fleet) lines.push(...ctx.fleet.registry.lsLines());
     conn.reply.text(lines.length ? lines.join("\n") : "(no sessions)");
     return "ok";
   },
-  attach: (ctx, conn, req) => attachSession(ctx, conn, req),
-  detach: (ctx, conn) => detachSession(ctx, conn),
-  resize: (ctx, conn, req) => resizeSession(ctx, conn, req),
+  nodes(ctx, conn, req) {
+    if (!ctx.fleet) {
+      conn.reply.text(req.opts.json ? "[]" : "(this daemon is not a hub: start it with --listen HOST:PORT)");
+      return "ok";
+    }
+    conn.reply.text(req.opts.json ? json(ctx.fleet.registry.json()) : ctx.fleet.registry.table());
+    return "ok";
+  },
+  "node-forget"(ctx, conn, req) {
+    const id = req.args[0]!;
+    if (!ctx.fleet?.forget(id)) throw new PythondError("no_node", `no node '${id}' is enrolled here`);
+    conn.reply.text(okReply(`forgot node ${id}`));
+    return "ok";
+  },
+  detach: (ctx, conn) => detachSession(ctx.log, conn),
+  // Node services (issue 19): a tunnel to a node, and sh on many nodes from here (src/fleet/io/).
+  async io(ctx, conn, req) {
+    const { hubIo } = await import("../fleet/io/hub-io.ts");
+    return hubIo(ctx.fleet, conn, req);
+  },
+  async fanout(ctx, conn, req) {
+    const { hubFanout } = await import("../fleet/io/fanout.ts");
+    return hubFanout(ctx.fleet, conn, req);
+  },
   restart(ctx, conn) {
-    conn.reply.text("OK restarting daemon");
+    conn.reply.text(okReply("restarting daemon"));
     ctx.restart();
     return "ok";
   },
   stop(ctx, conn, req) {
-    conn.reply.text("OK stopping daemon");
+    conn.reply.text(okReply("stopping daemon"));
     ctx.stop(req.opts["keep-sessions"] === true);
     return "ok";
   },
@@ -168,79 +121,136 @@ export const HANDLERS: Record<CommandName, Handler> = {
   async connect(ctx, conn, req) {
     const [name, hostPort, token] = req.args as [string, string, string];
     const p = await ctx.proxies.connect(ctx.registry, name, hostPort, token, req.opts.tls === true);
-    conn.reply.text(`OK connected ${name} -> ${p.label}`);
+    conn.reply.text(okReply(`connected ${name} -> ${p.label}`));
     return "ok" as const;
   },
   disconnect(ctx, conn, req) {
     ctx.proxies.disconnect(ctx.registry, req.args[0]!);
-    conn.reply.text(`OK disconnected ${req.args[0]}`);
+    conn.reply.text(okReply(`disconnected ${req.args[0]}`));
     return "ok";
   },
 };
 
-/**
- * The session of a plain `run <name>` frame for a local session: such frames may start while
- * earlier ones for the same session are still running (src/daemon/conn.ts). Anything else
- * (options, odd spacing, a remote proxy) takes the general, one-at-a-time path.
- */
-export function runSession(ctx: DaemonContext, text: string): string | undefined {
-  if (!text.startsWith("run ")) return undefined;
-  const nl = text.indexOf("\n");
-  const name = text.slice(4, nl < 0 ? undefined : nl);
-  if (name.includes(" ") || !ctx.registry.has(name) || ctx.proxies.get(name) !== undefined) return undefined;
-  return name;
+/** One frame, parsed once: the request, or why it is not one. */
+export interface ParsedFrame extends Prepared {
+  text: string;
+  cmd: string;
+  /** The session as written, for the access log ("" if none). */
+  session: string;
+  bodyBytes: number;
+  req?: Request;
+  error?: PythondError;
 }
 
-/**
- * Handles one text frame from a client: parse, check, dispatch, reply, log. `runName`: the
- * frame is a plain `run <name>` for that local session (runSession), the one frame every cell
- * sends: it goes straight to runCell, with what parseFrame and toRequest would have made of it.
- */
-export async function handleFrame(ctx: DaemonContext, conn: ClientConn, text: string, runName?: string): Promise<void> {
-  if (runName !== undefined) return plainRun(ctx, conn, text, runName);
+/** Commands that also take `<proxy> <remote-session>` (the original pythond's form). */
+const TWO_NAME = new Set<CommandName>(["run", "fire", "fork"]);
+
+export function parse(ctx: DaemonContext, text: string): ParsedFrame | null {
   const frame = parseFrame(text);
-  if (frame === null) return;
-  const bodyBytes = Buffer.byteLength(frame.body);
+  if (frame === null) return null;
   let session = "";
-  let status: Status = "error";
-  let cmd = frame.cmd;
   if (frame.cmd !== "ls" && frame.args[0] && !frame.args[0].startsWith("--")) session = frame.args[0];
+  const p: ParsedFrame = { text, cmd: frame.cmd, session, bodyBytes: Buffer.byteLength(frame.body) };
   try {
-    const req = toRequest(frame);
-    cmd = req.cmd;
-    const spec = COMMANDS[req.cmd] as { callers?: readonly string[] };
-    if (spec.callers && !spec.callers.includes(conn.caller)) {
-      throw new PythondError("not_local", `${req.cmd} is only accepted on the local socket`);
+    p.req = twoNames(ctx, toRequest(frame));
+    p.cmd = p.req.cmd;
+    p.session = p.req.args[0] && COMMANDS[p.req.cmd].target === "session" ? p.req.args[0] : session;
+    // A plain `run <name>` of a local session may start while earlier ones for it still run.
+    if (p.req.cmd === "run" && p.req.args.length === 1 && isEmpty(p.req.opts) && ctx.registry.has(p.session) && !viaSource(ctx, p.session)) {
+      p.overlap = p.session;
     }
-    ctx.log.write("command", { conn_id: conn.id, peer: conn.peer, cmd, session: loggable(session), body_bytes: bodyBytes });
-    const remote = PROXIED.has(req.cmd) && ctx.proxies.get(req.args[0]!) !== undefined;
-    status = await (remote ? ctx.proxies.forward(conn, req, text) : HANDLERS[req.cmd](ctx, conn, req));
+  } catch (e) {
+    p.error = PythondError.from(e);
+  }
+  return p;
+}
+
+/** `run <proxy> <session>` is `run <proxy>/<session>`; two names for a local session are a usage error. */
+function twoNames(ctx: DaemonContext, req: Request): Request {
+  if (req.args.length < 2 || !TWO_NAME.has(req.cmd)) return req;
+  const [via, session] = req.args as [string, string];
+  if (via.includes("/") || !viaSource(ctx, via)) {
+    throw new PythondError("usage", `usage: ${COMMANDS[req.cmd].synopsis}`);
+  }
+  return { ...req, args: [`${via}/${session}`] };
+}
+
+function isEmpty(o: object): boolean {
+  for (const _ in o) return false;
+  return true;
+}
+
+function viaSource(ctx: DaemonContext, name: string): boolean {
+  return ctx.sources.some((s) => s.target(name, name, name) !== undefined);
+}
+
+/** The target a session name stands for: `a/b` through proxy (or node) a; a bare name: a proxy's, else local. */
+export function resolveTarget(ctx: DaemonContext, name: string): Target {
+  const { via, session } = splitTargetName(name);
+  if (via !== undefined) {
+    checkName(session);
+    for (const s of ctx.sources) {
+      const t = s.target(via, session, name);
+      if (t) return t;
+    }
+    // `a/b` without a proxy or node `a`: on a hub, `ERR no node 'a' -- nodes: …`
+    if (ctx.fleet) ctx.fleet.registry.get(via);
+    checkName(name); // elsewhere just an invalid name
+  }
+  checkName(name);
+  for (const s of ctx.sources) {
+    const t = s.target(name, name, name);
+    if (t) return t;
+  }
+  return new LocalTarget(ctx.registry, ctx.log, name, ctx.idleTimeout);
+}
+
+/** The caller check of every path. */
+export function checkCaller(cmd: CommandName, caller: ClientConn["caller"]): void {
+  const callers = COMMANDS[cmd].callers ?? CLIENT_CALLERS;
+  if (callers.includes(caller)) return;
+  if (callers.length === 1 && callers[0] === "local") throw new PythondError("not_local", `${cmd} is only accepted on the local socket`);
+  throw new PythondError("not_local", `${cmd} is not accepted from a ${caller} caller`);
+}
+
+/** Handles one parsed frame: caller, target, handler, reply, log. */
+export async function handle(ctx: DaemonContext, conn: ClientConn, p: ParsedFrame): Promise<void> {
+  let status: Status = "error";
+  let cmd = p.cmd;
+  let where: { node?: string } = {};
+  try {
+    if (p.error) throw p.error;
+    const req = p.req!;
+    checkCaller(req.cmd, conn.caller);
+    where = nodeField(ctx, req);
+    ctx.log.write("command", { conn_id: conn.id, peer: conn.peer, cmd, session: loggable(p.session), body_bytes: p.bodyBytes, ...where });
+    const target = COMMANDS[req.cmd].target === "session" ? resolveTarget(ctx, req.args[0]!) : (undefined as unknown as Target);
+    status = await HANDLERS[req.cmd](ctx, conn, req, target);
   } catch (e) {
     const err = PythondError.from(e);
-    if (conn.open) conn.reply.text(err.toFrame());
+    if (conn.open) conn.reply.text(err.toFrame(conn.codes));
     if (err.code === "unknown_command" || err.code === "usage") cmd = cmd.slice(0, 32);
   }
-  ctx.log.write("result", { conn_id: conn.id, peer: conn.peer, cmd, session: loggable(session), status, body_bytes: bodyBytes });
+  ctx.log.write("result", { conn_id: conn.id, peer: conn.peer, cmd, session: loggable(p.session), status, body_bytes: p.bodyBytes, ...where });
 }
 
-async function plainRun(ctx: DaemonContext, conn: ClientConn, text: string, name: string): Promise<void> {
-  if (text.endsWith("\r\n")) text = text.slice(0, -2); // as parseFrame
-  const nl = text.indexOf("\n");
-  const body = nl < 0 ? "" : text.slice(nl + 1);
-  const fields = { conn_id: conn.id, peer: conn.peer, cmd: "run", session: name, body_bytes: Buffer.byteLength(body) };
-  ctx.log.write("command", fields);
-  let status: Status = "error";
-  try {
-    status = await runCell(ctx.registry, conn, name, body, undefined);
-  } catch (e) {
-    if (conn.open) conn.reply.text(PythondError.from(e).toFrame());
-  }
-  ctx.log.write("result", { ...fields, status });
+/** The node a command goes to (`node/session`, `ls node`), named in its access-log lines. */
+function nodeField(ctx: DaemonContext, req: Request): { node?: string } {
+  if (!ctx.fleet) return {};
+  const name = req.cmd === "ls" || req.cmd === "io" ? req.args[0] : COMMANDS[req.cmd].target === "session" ? splitTargetName(req.args[0] ?? "").via : undefined;
+  return name !== undefined && ctx.fleet.registry.has(name) ? { node: name } : {};
+}
+
+/** The router of a daemon, as connections use it (conn.ts). */
+export function router(ctx: DaemonContext): Router<ParsedFrame> {
+  return { prepare: (_conn, text) => parse(ctx, text), handle: (conn, p) => handle(ctx, conn, p) };
 }
 
 function loggable(name: string): string {
   if (!name) return "";
   try {
+    const { via, session } = splitTargetName(name);
+    if (via !== undefined) return `${checkName(via)}/${checkName(session)}`;
     return checkName(name);
   } catch {
     return "invalid";

@@ -6,6 +6,7 @@
  */
 import { openSync, writeFileSync, readFileSync, unlinkSync, closeSync, ftruncateSync } from "node:fs";
 import { join } from "node:path";
+import { isAlive } from "../sessions/alive.ts";
 
 const LOCK_EX = 2;
 const LOCK_NB = 4;
@@ -54,19 +55,4 @@ export function acquireStartLock(runtime: string): StartLock | null {
     }
   }
   return null;
-}
-
-/** Whether pid is a running process (a zombie, dead but not yet reaped, is not). */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return true; // no /proc (macOS): signal 0 is all we can know
-  }
 }

@@ -13,18 +13,20 @@ import { rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { ServerWebSocket } from "bun";
 import { PythondError } from "../protocol/errors.ts";
-import { SUBPROTOCOL, SUBPROTOCOL_LEGACY, VERSION } from "../protocol/version.ts";
+import { chooseSubprotocol, LINK_SUBPROTOCOL, VERSION } from "../protocol/version.ts";
+import { ServerWsChannel } from "../link/ws.ts";
 import { ensurePrivateDir, restartMarker, runtimeDir } from "../paths.ts";
 import { AccessLog, flushAccessLogs } from "./access-log.ts";
 import { ClientConn } from "./conn.ts";
-import { handleFrame, runSession, type DaemonContext } from "./dispatch.ts";
-import type { RemoteAccess } from "./listen-tcp.ts";
-import type { RemoteOptions } from "./remote-setup.ts";
+import { router, type DaemonContext } from "./dispatch.ts";
+import type { RemoteAccess } from "../ingress/listen-tcp.ts";
+import type { RemoteOptions } from "../ingress/remote-setup.ts";
 import { acquireStartLock } from "./lock.ts";
 import { reapInherited } from "./reap.ts";
 import { daemonOut, type DaemonOut, type LogLevel } from "./log-out.ts";
-import { Proxies } from "./proxy.ts";
-import { Registry } from "./sessions.ts";
+import { Proxies } from "../proxy/proxy.ts";
+import { serveLink } from "../proxy/serve.ts";
+import { Registry } from "../sessions/registry.ts";
 
 export interface DaemonOptions {
   socket: string;
@@ -38,12 +40,24 @@ export interface DaemonOptions {
   remote?: RemoteOptions;
   /** What goes to stderr (log-out.ts); access.log keeps everything. */
   logLevel?: LogLevel;
+  /** Fleet hub: seconds between heartbeats to each node (--heartbeat; default 10). */
+  heartbeat?: number;
+  /** The role name `pyctl restart` starts again with (default "daemon"; a node: "join"). */
+  role?: string;
+  /**
+   * A node (`pythond join`): called once the daemon serves; dials the hub. Its rejection (a
+   * refused first join) stops the daemon (sessions live on) and is thrown from runDaemon.
+   */
+  node?: (ctx: DaemonContext, nextConnId: () => number, say: (msg: string) => void) => Promise<{ close(): void }>;
 }
 
 export const DEFAULT_MAX_FRAME = 64 * 1024 * 1024 + 4096;
 
-/** `caller`, `peer` and `connId` come from the TCP/TLS bridge for remote clients (listen-tcp.ts). */
-type WSData = { conn?: ClientConn; streaming: boolean; peer: string; caller: "local" | "remote"; connId?: number };
+/**
+ * `caller`, `peer` and `connId` come from the TCP/TLS bridge for remote clients (listen-tcp.ts).
+ * A client connection has `conn`; a proxy's link (pythond.link.1) has `link` (src/proxy/serve.ts).
+ */
+type WSData = { conn?: ClientConn; link?: ServerWsChannel<WSData>; protocol: string; peer: string; caller: "local" | "remote"; connId?: number };
 type WS = ServerWebSocket<WSData>;
 
 let out: DaemonOut | undefined;
@@ -84,7 +98,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   let remote: RemoteAccess | undefined;
   if (opts.remote) {
     try {
-      const { prepareRemote } = await import("./remote-setup.ts"); // certificate code only when asked for
+      const { prepareRemote } = await import("../ingress/remote-setup.ts"); // certificate code only when asked for
       remote = await prepareRemote(opts.remote, { say, print: (l) => process.stderr.write(l + "\n") });
     } catch (e) {
       lock.release();
@@ -93,6 +107,14 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   }
   const log = new AccessLog(runtime, out.mirror);
   const proxies = new Proxies(runtime, log, say);
+  let fleet: import("../fleet/hub/hub.ts").FleetHub | undefined;
+  let node: { close(): void } | undefined;
+  if (remote && !remote.opts.localTcp) {
+    // Every daemon with a listener is a hub: nodes may join it (with a token from pyctl join-token).
+    const { FleetHub } = await import("../fleet/hub/hub.ts");
+    fleet = new FleetHub({ log, say, penalties: remote.penalties, heartbeat: opts.heartbeat });
+    remote.fleet = fleet;
+  }
   const marker = restartMarker(runtime);
   const registry = new Registry(runtime, (name, message) => {
     say(`session ${name}: ${message}`);
@@ -110,6 +132,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     if (keepSessions) registry.detachAll();
     else await registry.killAll();
     proxies.closeAll(!keepSessions);
+    node?.close();
+    fleet?.closeAll();
     remote?.stop();
     server.stop(true);
     lock.release();
@@ -127,11 +151,13 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     writeFileSync(marker, String(process.pid), { mode: 0o600 });
     registry.detachAll();
     proxies.closeAll(false);
+    node?.close();
+    fleet?.closeAll();
     remote?.stop();
     server.stop(true);
     lock.release();
     const compiled = Bun.main.startsWith("/$bunfs/") || Bun.main.startsWith("B:/~BUN/");
-    const cmd = [process.execPath, ...(compiled ? [] : [Bun.main]), "daemon", ...(opts.argv ?? [])];
+    const cmd = [process.execPath, ...(compiled ? [] : [Bun.main]), opts.role ?? "daemon", ...(opts.argv ?? [])];
     flushAccessLogs();
     // In place: the same process id, terminal, process group and parent, so a foreground daemon
     // stays in the foreground (Ctrl-C reaches it) and a supervisor sees no exit. Bun implements
@@ -153,8 +179,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     log,
     socket: sock,
     proxies,
+    sources: fleet ? [proxies, fleet] : [proxies],
     endpoints: remote?.endpoints ?? [],
     idleTimeout: opts.idleTimeout,
+    fleet,
     stop: (keep) => void setTimeout(() => void shutdown(keep), 10), // let the reply leave first
     restart: () => {
       // A client connecting from now on must find no daemon (and the marker: it then waits for the
@@ -166,6 +194,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     },
   };
 
+  const route = router(ctx);
   await registry.adoptAll(); // before listening, so the first `ls` already shows them
   proxies.adoptAll(registry);
   const maxFrame = opts.maxFrame ?? DEFAULT_MAX_FRAME;
@@ -175,11 +204,11 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       unix: sock,
       fetch(req, srv) {
         const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",").map((s) => s.trim());
-        const chosen = offered.includes(SUBPROTOCOL) ? SUBPROTOCOL : offered.includes(SUBPROTOCOL_LEGACY) ? SUBPROTOCOL_LEGACY : "";
+        const chosen = chooseSubprotocol(offered);
         const headers = chosen ? { "Sec-WebSocket-Protocol": chosen } : undefined;
         const bridged = remote?.fromBridge(req);
         const who = bridged ?? { peer: "", caller: "local" as const };
-        if (srv.upgrade(req, { data: { streaming: chosen === SUBPROTOCOL, ...who }, headers })) return undefined;
+        if (srv.upgrade(req, { data: { protocol: chosen, ...who }, headers })) return undefined;
         return new Response(`pythond ${VERSION}: WebSocket only\n`, { status: 426 });
       },
       websocket: {
@@ -189,31 +218,37 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
         idleTimeout: 120,
         sendPings: true,
         open(ws: WS) {
-          const conn = new ClientConn(
-            ws.data.connId ?? nextConn++,
-            ws.data.peer,
-            ws.data.caller,
-            ws.data.streaming,
-            wsReply(ws),
-            (c, f, runs) => handleFrame(ctx, c, f, runs),
-            (f) => runSession(ctx, f),
-          );
+          const id = (ws.data.connId ??= nextConn++);
+          if (ws.data.protocol === LINK_SUBPROTOCOL) {
+            const link = (ws.data.link = new ServerWsChannel(ws));
+            serveLink(link, { peer: ws.data.peer, caller: ws.data.caller, nextConnId: () => nextConn++, log, router: route, maxFrame });
+            log.write("connect", { conn_id: id, peer: ws.data.peer });
+            return;
+          }
+          const conn = new ClientConn(id, ws.data.peer, ws.data.caller, ws.data.protocol, wsReply(ws), route);
           ws.data.conn = conn;
           log.write("connect", { conn_id: conn.id, peer: conn.peer });
         },
         message(ws: WS, msg) {
+          if (ws.data.link) return ws.data.link.deliver(msg);
           const conn = ws.data.conn!;
           if (typeof msg === "string") {
             conn.enqueue(msg);
             return;
           }
           if (conn.attached) conn.attached.input(msg);
-          else conn.reply.text(new PythondError("binary_frame", "binary frames are only accepted while attached").toFrame());
+          else conn.reply.text(new PythondError("binary_frame", "binary frames are only accepted while attached").toFrame(conn.codes));
         },
         drain(ws: WS) {
+          ws.data.link?.drained();
           ws.data.conn?.drained();
         },
-        close(ws: WS) {
+        close(ws: WS, code, reason) {
+          if (ws.data.link) {
+            ws.data.link.closed(reason || `connection closed (code ${code})`);
+            log.write("disconnect", { conn_id: ws.data.connId ?? 0, peer: ws.data.peer });
+            return;
+          }
           const conn = ws.data.conn;
           if (!conn) return;
           conn.closed();
@@ -237,7 +272,27 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   process.on("SIGINT", () => void shutdown(true));
   process.on("SIGHUP", () => void shutdown(true));
   rmSync(marker, { force: true });
+  if (fleet) {
+    const { raiseFdLimit, fdLimitMessage } = await import("../fleet/hub/fdlimit.ts");
+    const l = raiseFdLimit();
+    if (l) say(fdLimitMessage(l));
+  }
   say(`${VERSION} listening on ${sock} (pid ${process.pid})`);
+  if (opts.node) {
+    try {
+      node = await opts.node(ctx, () => nextConn++, say);
+    } catch (e) {
+      // A refused first join: end the daemon (sessions live on), then say why (the CLI prints it).
+      stopping = true;
+      registry.detachAll();
+      fleet?.closeAll();
+      remote?.stop();
+      server.stop(true);
+      lock.release();
+      flushAccessLogs();
+      throw e;
+    }
+  }
 }
 
 /**

@@ -1,7 +1,12 @@
 /**
  * The one error type. Core code throws PythondError with a stable code; only the CLI layer prints
- * and chooses exit codes. On the wire an error is the text frame `ERR <message>`; the code travels
- * in our subprotocol's replies and in the access log, never instead of the message users match on.
+ * and chooses exit codes. The codes below are part of the wire contract: never rename one.
+ *
+ * On the wire an error is one text frame (replies.ts builds and parses it):
+ *   pythond.0.4, pythond.1   `ERR <message>`            (byte for byte what they always were)
+ *   pythond.1+codes          `ERR <code>: <message>`    (our clients ask for this one: the code
+ *                                                       survives the trip, e.g. through a proxy)
+ * The access log carries the code too. The TLS module's errors (tls_*) are PythondErrors as well.
  */
 export const ERROR_CODES = {
   usage: "usage",
@@ -24,8 +29,38 @@ export const ERROR_CODES = {
   not_local: "not_local",
   unknown_cell: "unknown_cell",
   timeout: "timeout",
+  /** The file given to trust/pin does not exist or is not a regular file. */
+  tls_no_file: "tls_no_file",
+  /** The input is not a single, parseable PEM X.509 certificate. */
+  tls_bad_cert: "tls_bad_cert",
+  /** The certificate has basicConstraints CA:TRUE; trusting it would trust everything it signs. */
+  tls_ca_refused: "tls_ca_refused",
+  /** A fingerprint string is neither "AA:BB:…" nor 64 hex digits. */
+  tls_bad_fingerprint: "tls_bad_fingerprint",
+  /** A subjectAltName value cannot be put in a certificate. */
+  tls_bad_san: "tls_bad_san",
+  /** Another process holds the certificate generation lock for too long. */
+  tls_locked: "tls_locked",
+  /** Fleet: a name that is no node of this hub; a node that is offline. */
+  no_node: "no_node",
+  node_offline: "node_offline",
+  // fleet: shell commands, files, shells, forwarding (src/fleet/)
+  no_job: "no_job",
+  no_shell: "no_shell",
+  not_found: "not_found",
+  is_directory: "is_directory",
+  not_directory: "not_directory",
+  permission_denied: "permission_denied",
+  no_space: "no_space",
+  checksum_mismatch: "checksum_mismatch",
+  transfer_failed: "transfer_failed",
+  connect_failed: "connect_failed",
 } as const;
 export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function isErrorCode(s: string): s is ErrorCode {
+  return Object.hasOwn(ERROR_CODES, s);
+}
 
 export class PythondError extends Error {
   constructor(
@@ -35,9 +70,9 @@ export class PythondError extends Error {
     super(message);
     this.name = "PythondError";
   }
-  /** The reply frame for this error. */
-  toFrame(): string {
-    return `ERR ${this.message}`;
+  /** The reply frame for this error: with the code for clients that asked for codes. */
+  toFrame(codes = false): string {
+    return codes ? `ERR ${this.code}: ${this.message}` : `ERR ${this.message}`;
   }
   toJSON() {
     return { code: this.code, message: this.message };

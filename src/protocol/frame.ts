@@ -27,3 +27,19 @@ export function buildFrame(cmd: string, args: readonly string[] = [], body?: str
   const head = [cmd, ...args].join(" ");
   return body === undefined ? head : `${head}\n${body}`;
 }
+
+/**
+ * Paths in a frame's command line (`new --cwd`, `--python`): percent-encoded by the sender, since
+ * the line is split on spaces; a receiver decodes, and a plain path (typed by hand) passes as is.
+ */
+export function encodePathArg(path: string): string {
+  return encodeURIComponent(path);
+}
+
+export function decodePathArg(v: string): string {
+  try {
+    return decodeURIComponent(v);
+  } catch {
+    return v;
+  }
+}

@@ -10,8 +10,8 @@
  */
 import { Client } from "../client/connect.ts";
 import { ReplyError } from "../client/api.ts";
-import { ATTACH } from "../protocol/commands.ts";
 import { PythondError } from "../protocol/errors.ts";
+import { ATTACH, isError, plainError } from "../protocol/replies.ts";
 import { buildFrame } from "../protocol/frame.ts";
 import { LocalTerminal } from "./local.ts";
 
@@ -39,7 +39,7 @@ export async function attach(name: string, opts: AttachOptions): Promise<AttachO
     const args = opts.readOnly ? [name, "--read-only"] : [name, String(size.rows), String(size.cols)];
     client.send(buildFrame("attach", args));
     const first = await client.nextText();
-    if (first !== ATTACH.attached) throw new ReplyError(first.startsWith("ERR ") ? first : `ERR ${first}`);
+    if (first !== ATTACH.attached) throw new ReplyError(isError(first) ? first : new PythondError("internal", first).toFrame(), client.codes);
     term.enterRaw(); // before the banner: a key typed once the banner shows must reach the session
     opts.attached?.();
 
@@ -80,7 +80,7 @@ export async function attach(name: string, opts: AttachOptions): Promise<AttachO
           const m = await client.next();
           if ("binary" in m) opts.output(m.binary);
           else if (m.text === ATTACH.detached) return finish({ kind: "detached" });
-          else if (m.text.startsWith("ERR ")) return finish({ kind: "ended", message: m.text });
+          else if (isError(m.text)) return finish({ kind: "ended", message: plainError(m.text, client.codes) });
           // other text (`OK resized …`) needs nothing
         }
       } catch (e) {

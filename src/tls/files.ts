@@ -20,7 +20,7 @@ import {
   writeSync,
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { TlsError } from "./errors.ts";
+import { PythondError } from "../protocol/errors.ts";
 
 /** Create `dir` (and parents) and force mode 0700 on `dir` itself. */
 export function ensurePrivateDir(dir: string): void {
@@ -89,7 +89,7 @@ export async function withLock<T>(lockDir: string, fn: () => Promise<T>): Promis
     } catch {
       continue; // released between mkdir and stat: try again at once
     }
-    if (Date.now() > deadline) throw new TlsError("tls_locked", `timed out waiting for ${lockDir}`);
+    if (Date.now() > deadline) throw new PythondError("tls_locked", `timed out waiting for ${lockDir}`);
     await Bun.sleep(10);
   }
   try {

@@ -4,7 +4,7 @@
  * in pem.ts (no parser) and are re-exported here.
  */
 import * as asn1js from "asn1js";
-import { TlsError } from "./errors.ts";
+import { PythondError } from "../protocol/errors.ts";
 import { derOf, pemBlocks } from "./pem.ts";
 
 export { derToPem, fingerprintHex, fingerprintOfPem, normaliseFingerprint, pemBlocks, pemToDer } from "./pem.ts";
@@ -13,7 +13,7 @@ const BASIC_CONSTRAINTS = "2.5.29.19";
 
 /** The extensions of a DER certificate; throws tls_bad_cert when it is not X.509 shaped. */
 function certificateExtensions(der: Uint8Array): asn1js.Sequence[] {
-  const bad = (why: string) => new TlsError("tls_bad_cert", `not an X.509 certificate: ${why}`);
+  const bad = (why: string) => new PythondError("tls_bad_cert", `not an X.509 certificate: ${why}`);
   const parsed = asn1js.fromBER(der);
   if (parsed.offset === -1) throw bad(parsed.result.error || "bad DER");
   if (parsed.offset !== der.byteLength) throw bad("trailing bytes after the certificate");
@@ -57,10 +57,10 @@ function extensionSequence(der: Uint8Array, oid: string, what: string): asn1js.S
     const [id, ...rest] = ext.valueBlock.value;
     if (!(id instanceof asn1js.ObjectIdentifier) || id.valueBlock.toString() !== oid) continue;
     const value = rest[rest.length - 1];
-    if (!(value instanceof asn1js.OctetString)) throw new TlsError("tls_bad_cert", `malformed ${what}`);
+    if (!(value instanceof asn1js.OctetString)) throw new PythondError("tls_bad_cert", `malformed ${what}`);
     const parsed = asn1js.fromBER(value.valueBlock.valueHexView);
     if (parsed.offset === -1 || !(parsed.result instanceof asn1js.Sequence)) {
-      throw new TlsError("tls_bad_cert", `malformed ${what}`);
+      throw new PythondError("tls_bad_cert", `malformed ${what}`);
     }
     return parsed.result;
   }
@@ -70,9 +70,9 @@ function extensionSequence(der: Uint8Array, oid: string, what: string): asn1js.S
 /** Throws tls_bad_cert unless `pem` holds exactly one parseable certificate; returns its DER. */
 export function singleCertificateDer(pem: string): Uint8Array {
   const certs = pemBlocks(pem).filter((b) => b.label === "CERTIFICATE");
-  if (certs.length === 0) throw new TlsError("tls_bad_cert", "no PEM CERTIFICATE block found");
+  if (certs.length === 0) throw new PythondError("tls_bad_cert", "no PEM CERTIFICATE block found");
   if (certs.length > 1) {
-    throw new TlsError("tls_bad_cert", `${certs.length} certificates found; give exactly one (the peer's own)`);
+    throw new PythondError("tls_bad_cert", `${certs.length} certificates found; give exactly one (the peer's own)`);
   }
   certificateExtensions(certs[0]!.der); // validates the structure
   return certs[0]!.der;

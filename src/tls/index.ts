@@ -7,7 +7,7 @@
  */
 import type { GeneratedCertificate, GenerateOptions } from "./cert.ts";
 
-export { TlsError, type TlsErrorCode } from "./errors.ts";
+/** Errors: PythondError with the tls_* codes (src/protocol/errors.ts). */
 export {
   derToPem,
   fingerprintHex,

@@ -8,7 +8,7 @@
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 import { bytesToHex } from "@noble/hashes/utils.js";
-import { TlsError } from "./errors.ts";
+import { PythondError } from "../protocol/errors.ts";
 
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\s]*?)-----END \1-----/g;
 
@@ -23,7 +23,7 @@ export function pemBlocks(text: string): { label: string; der: Uint8Array }[] {
 /** DER bytes of the first block labelled `label` (default CERTIFICATE); throws tls_bad_cert. */
 export function pemToDer(pem: string, label = "CERTIFICATE"): Uint8Array {
   const block = pemBlocks(pem).find((b) => b.label === label);
-  if (!block || block.der.length === 0) throw new TlsError("tls_bad_cert", `no PEM ${label} block found`);
+  if (!block || block.der.length === 0) throw new PythondError("tls_bad_cert", `no PEM ${label} block found`);
   return block.der;
 }
 
@@ -61,7 +61,7 @@ export function normaliseFingerprint(s: string): string {
   const bare = s.trim().replace(/^(sha-?256( fingerprint)?\s*[=:]\s*)/i, "");
   const hex = /^[0-9a-f]{2}(:[0-9a-f]{2}){31}$/i.test(bare) ? bare.replaceAll(":", "") : bare;
   if (!/^[0-9a-f]{64}$/i.test(hex)) {
-    throw new TlsError("tls_bad_fingerprint", `not a SHA-256 fingerprint: ${JSON.stringify(s)}`);
+    throw new PythondError("tls_bad_fingerprint", `not a SHA-256 fingerprint: ${JSON.stringify(s)}`);
   }
   return colonForm(hex);
 }

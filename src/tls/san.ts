@@ -5,7 +5,7 @@
  */
 import { isIPv4, isIPv6 } from "node:net";
 import { hostname } from "node:os";
-import { TlsError } from "./errors.ts";
+import { PythondError } from "../protocol/errors.ts";
 import { subjectAltNames } from "./fingerprint.ts";
 
 export type San = { type: "dns"; value: string } | { type: "ip"; value: string; bytes: Uint8Array };
@@ -38,7 +38,7 @@ function ipv6Bytes(ip: string): Uint8Array {
     groups = [...head, ...Array<number>(8 - head.length - rest.length).fill(0), ...rest];
   }
   if (groups.length !== 8 || groups.some((g) => !(g >= 0 && g <= 0xffff))) {
-    throw new TlsError("tls_bad_san", `cannot encode IPv6 address: ${ip}`);
+    throw new PythondError("tls_bad_san", `cannot encode IPv6 address: ${ip}`);
   }
   const out = new Uint8Array(16);
   groups.forEach((g, i) => {
@@ -78,7 +78,7 @@ export function buildSans(extra: readonly string[] = []): San[] {
     let san: San;
     if (bytes) san = { type: "ip", value, bytes };
     else if (value.length <= 253 && DNS_NAME.test(value)) san = { type: "dns", value: value.replace(/\.$/, "") };
-    else if (strict) throw new TlsError("tls_bad_san", `not a DNS name or IP address: ${JSON.stringify(raw)}`);
+    else if (strict) throw new PythondError("tls_bad_san", `not a DNS name or IP address: ${JSON.stringify(raw)}`);
     else return;
     const key = sanKey(san);
     if (seen.has(key)) return;

@@ -15,7 +15,7 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { TlsError } from "./errors.ts";
+import { PythondError } from "../protocol/errors.ts";
 import {
   derToPem,
   fingerprintHex,
@@ -58,7 +58,7 @@ function readOwn(certPath: string, keyPath: string, created: boolean): OwnCertif
   try {
     fingerprint = fingerprintOfPem(certPem);
   } catch (err) {
-    throw new TlsError("tls_bad_cert", `${certPath}: ${(err as Error).message}`);
+    throw new PythondError("tls_bad_cert", `${certPath}: ${(err as Error).message}`);
   }
   return { certPath, keyPath, certPem, keyPem, fingerprint, created };
 }
@@ -93,9 +93,9 @@ function readCertificateFile(pemPath: string): string {
     return readFileSync(pemPath, "utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") throw new TlsError("tls_no_file", `no such file: ${pemPath}`);
-    if (code === "EISDIR") throw new TlsError("tls_no_file", `not a file: ${pemPath}`);
-    throw new TlsError("tls_no_file", `cannot read ${pemPath}: ${(err as Error).message}`);
+    if (code === "ENOENT") throw new PythondError("tls_no_file", `no such file: ${pemPath}`);
+    if (code === "EISDIR") throw new PythondError("tls_no_file", `not a file: ${pemPath}`);
+    throw new PythondError("tls_no_file", `cannot read ${pemPath}: ${(err as Error).message}`);
   }
 }
 
@@ -106,10 +106,10 @@ function addCertificate(sub: string, pemPath: string): string {
   try {
     der = singleCertificateDer(text);
   } catch (err) {
-    throw new TlsError("tls_bad_cert", `${pemPath}: not a PEM certificate (${(err as Error).message})`);
+    throw new PythondError("tls_bad_cert", `${pemPath}: not a PEM certificate (${(err as Error).message})`);
   }
   if (isCaCertificate(der)) {
-    throw new TlsError(
+    throw new PythondError(
       "tls_ca_refused",
       `${pemPath}: refusing a CA certificate (basicConstraints CA:TRUE); ` +
         `use the peer's own certificate (~/.pythond/tls/cert.pem on that machine)`,

@@ -12,6 +12,7 @@ import capture from "./py/_pythond/capture.py" with { type: "text" };
 import execute from "./py/_pythond/execute.py" with { type: "text" };
 import cells from "./py/_pythond/cells.py" with { type: "text" };
 import ops from "./py/_pythond/ops.py" with { type: "text" };
+import protocol from "./py/_pythond/protocol.py" with { type: "text" };
 import server from "./py/_pythond/server.py" with { type: "text" };
 import mainThread from "./py/_pythond/main_thread.py" with { type: "text" };
 import forking from "./py/_pythond/forking.py" with { type: "text" };
@@ -28,6 +29,7 @@ const FILES: Record<string, string> = {
   "_pythond/execute.py": execute,
   "_pythond/cells.py": cells,
   "_pythond/ops.py": ops,
+  "_pythond/protocol.py": protocol,
   "_pythond/server.py": server,
   "_pythond/main_thread.py": mainThread,
   "_pythond/forking.py": forking,

@@ -4,11 +4,17 @@
  * (start, out frames acknowledged as the client takes them, end). Two sockets ("lanes"): runs on
  * one, everything else on the other, so that the worker's main thread can read and run cells
  * itself while its IO thread answers the rest.
+ *
+ * Each lane is a multiplexer (src/link/mux.ts) on a Unix stream channel (src/link/unix.ts); the
+ * two share one counter of request ids. What is the worker's own here: hello, the lanes, the
+ * run stream's start/out/end, acks keyed by cell, and the terminal frames (tout, tdetach).
  */
-import type { Socket } from "bun";
+import { encodeWorkerJson, type WorkerHeader } from "../link/frame.ts";
+import type { Channel } from "../link/channel.ts";
+import { idCounter, Mux } from "../link/mux.ts";
+import { UnixChannel } from "../link/unix.ts";
 import { PythondError } from "../protocol/errors.ts";
-import { WORKER_PROTOCOL } from "../protocol/version.ts";
-import { encodeWorkerFrame, encodeWorkerJson, WorkerFrameReader, type WorkerHeader } from "./wire.ts";
+import { WORKER_PROTOCOL, type WorkerOp } from "../protocol/worker.ts";
 
 export interface RunHandlers {
   start(cellId: string): void;
@@ -18,96 +24,25 @@ export interface RunHandlers {
   lost(reason: string): void;
 }
 
-interface Pending {
-  resolve(h: WorkerHeader): void;
-  reject(e: Error): void;
-}
-
 export interface HelloInfo {
   v: number;
   pid: number;
   name: string;
 }
 
-/**
- * One socket to the worker: its frame reader and the bytes Bun's socket.write did not take yet
- * (they wait in `queue` for `drain`).
- */
-class Lane {
-  socket!: Socket<undefined>;
-  reader = new WorkerFrameReader();
-  private queue: Uint8Array[] = [];
-
-  static async open(sockPath: string, onFrame: (h: WorkerHeader, body: Uint8Array) => void, onClose: (reason: string) => void): Promise<Lane> {
-    const lane = new Lane();
-    const onData = (data: Uint8Array) => {
-      let frames;
-      try {
-        frames = lane.reader.push(data);
-      } catch (e) {
-        lane.socket.end();
-        onClose((e as Error).message);
-        return;
-      }
-      for (const { header, body } of frames) onFrame(header, body);
-    };
-    try {
-      lane.socket = await Bun.connect({
-        unix: sockPath,
-        socket: {
-          data: (_s, data) => onData(data),
-          drain: () => lane.flush(),
-          close: () => onClose("connection closed"),
-          error: (_s, e) => onClose(e.message),
-        },
-      });
-    } catch (e) {
-      throw new PythondError("session_dead", `worker socket ${sockPath}: ${(e as Error).message}`);
-    }
-    return lane;
-  }
-
-  send(frame: Uint8Array): void {
-    if (this.queue.length > 0) {
-      this.queue.push(frame);
-      return;
-    }
-    const n = this.socket.write(frame);
-    if (n < frame.length) this.queue.push(frame.subarray(Math.max(n, 0)));
-  }
-
-  private flush(): void {
-    while (this.queue.length > 0) {
-      const head = this.queue[0]!;
-      const n = this.socket.write(head);
-      if (n < head.length) {
-        this.queue[0] = head.subarray(Math.max(n, 0));
-        return;
-      }
-      this.queue.shift();
-    }
-  }
-
-  end(): void {
-    this.socket.end();
-  }
-}
-
 export class WorkerLink {
   /** Every request but `run`; the worker's IO thread reads it. */
-  private control!: Lane;
+  private control!: Mux;
   /**
    * `run` requests only, read by the worker's main thread, which runs the cell where it reads it
    * (no hand-off between its threads). Workers that offer no run lane get runs on `control`.
    */
-  private runLane?: Lane;
-  private nextRid = 1;
-  private pending = new Map<number, Pending>();
-  private runs = new Map<number, RunHandlers>();
+  private runLane?: Mux;
+  private readonly ids = idCounter();
   /** Runs sent whose start the worker has not reported yet (they wait behind a running cell). */
   private unstarted = new Set<number>();
   private closeHandlers: Array<(reason: string) => void> = [];
-  private helloWaiter?: Pending;
+  private helloWaiter?: { resolve(h: WorkerHeader): void; reject(e: Error): void };
   closed = false;
   info?: HelloInfo;
   /** Why the worker said it is ending (idle timeout), if it said so before closing. */
@@ -115,9 +50,14 @@ export class WorkerLink {
   /** Receives the session terminal's frames (tout, tdetach) while anyone is attached. */
   onTerminal?: (h: WorkerHeader, body: Uint8Array) => void;
 
-  static async connect(sockPath: string, secret: string): Promise<WorkerLink> {
+  static connect(sockPath: string, secret: string): Promise<WorkerLink> {
+    return WorkerLink.open(() => UnixChannel.connect(sockPath), secret);
+  }
+
+  /** The handshake on channels from `dial` (a Unix socket; a memory pair in unit tests). */
+  static async open(dial: () => Promise<Channel>, secret: string): Promise<WorkerLink> {
     const link = new WorkerLink();
-    const h = await link.hello(sockPath, secret);
+    const h = await link.hello(dial, secret);
     if (!h.ok) {
       link.close();
       throw new PythondError("session_dead", `worker refused the daemon: ${String(h.error ?? "bad secret")}`);
@@ -131,7 +71,7 @@ export class WorkerLink {
       );
     }
     if (Array.isArray(h.lanes) && h.lanes.includes("run")) {
-      const r = await link.hello(sockPath, secret, "run");
+      const r = await link.hello(dial, secret, "run");
       if (!r.ok) {
         link.close();
         throw new PythondError("session_dead", `worker refused the daemon's run lane: ${String(r.error ?? "bad secret")}`);
@@ -141,12 +81,18 @@ export class WorkerLink {
   }
 
   /** Opens a lane (the control lane first) and says hello on it. */
-  private async hello(sockPath: string, secret: string, lane?: "run"): Promise<WorkerHeader> {
+  private async hello(dial: () => Promise<Channel>, secret: string, lane?: "run"): Promise<WorkerHeader> {
     const reply = new Promise<WorkerHeader>((resolve, reject) => (this.helloWaiter = { resolve, reject }));
-    const opened = await Lane.open(sockPath, (h, b) => this.dispatch(h, b), (reason) => this.onClose(reason));
-    if (lane) this.runLane = opened;
-    else this.control = opened;
-    opened.send(encodeWorkerFrame({ op: "hello", secret, v: WORKER_PROTOCOL, ...(lane ? { lane } : {}) }));
+    const channel = await dial();
+    const mux = new Mux(channel, {
+      ids: this.ids,
+      onFrame: (h, b) => this.unsolicited(h, b),
+      gone: () => new PythondError("session_dead", "the session's worker is gone"),
+    });
+    mux.onClosed((reason) => this.onClose(reason));
+    if (lane) this.runLane = mux;
+    else this.control = mux;
+    mux.send({ op: "hello", secret, v: WORKER_PROTOCOL, ...(lane ? { lane } : {}) });
     return reply;
   }
 
@@ -155,30 +101,44 @@ export class WorkerLink {
     else this.closeHandlers.push(cb);
   }
 
-  send(header: WorkerHeader, body?: Uint8Array | string): void {
-    if (!this.closed) this.control.send(encodeWorkerFrame(header, body));
+  send(header: WorkerHeader & { op: WorkerOp }, body?: Uint8Array | string): void {
+    if (!this.closed) this.control.send(header, body);
   }
 
   /** A request with one reply (status, vars, poll, ...). */
-  request(op: string, fields: Record<string, unknown> = {}, body?: Uint8Array | string): Promise<WorkerHeader> {
-    if (this.closed) return Promise.reject(new PythondError("session_dead", "the session's worker is gone"));
-    const rid = this.nextRid++;
-    const p = new Promise<WorkerHeader>((resolve, reject) => this.pending.set(rid, { resolve, reject }));
-    this.send({ op, rid, ...fields }, body);
-    return p;
+  async request(op: WorkerOp, fields: Record<string, unknown> = {}, body?: Uint8Array | string): Promise<WorkerHeader> {
+    if (this.closed) throw new PythondError("session_dead", "the session's worker is gone");
+    return (await this.control.request(op, fields, body)).header;
   }
 
   /** Starts a sync cell; returns the request id (for acks). */
   run(code: Uint8Array | string, timeout: number | undefined, handlers: RunHandlers): number {
-    const rid = this.nextRid++;
     if (this.closed) {
       queueMicrotask(() => handlers.lost("the session's worker is gone"));
-      return rid;
+      return this.ids.next();
     }
-    this.runs.set(rid, handlers);
+    const lane = this.runLane ?? this.control;
+    let rid = 0;
+    rid = lane.open(
+      (id) => encodeWorkerJson(timeout ? `{"op":"run","rid":${id},"timeout":${timeout}}` : `{"op":"run","rid":${id}}`, code),
+      {
+        frame: (h, body) => {
+          if (h.op === "start") {
+            this.unstarted.delete(rid);
+            handlers.start(String(h.cell));
+          } else if (h.op === "out") handlers.out(body, String(h.cell));
+          else if (h.op === "end") {
+            this.unstarted.delete(rid);
+            handlers.end(h);
+          }
+        },
+        lost: (reason) => {
+          this.unstarted.delete(rid);
+          handlers.lost(reason);
+        },
+      },
+    );
     this.unstarted.add(rid);
-    const header = timeout ? `{"op":"run","rid":${rid},"timeout":${timeout}}` : `{"op":"run","rid":${rid}}`;
-    (this.runLane ?? this.control).send(encodeWorkerJson(header, code));
     return rid;
   }
 
@@ -193,13 +153,14 @@ export class WorkerLink {
 
   close(): void {
     if (!this.closed) {
-      this.control?.end();
-      this.runLane?.end();
+      this.control?.close("closed by daemon");
+      this.runLane?.close("closed by daemon");
     }
     this.onClose("closed by daemon");
   }
 
-  private dispatch(h: WorkerHeader, body: Uint8Array): void {
+  /** Frames that answer no request: hello, bye, and the terminal's. */
+  private unsolicited(h: WorkerHeader, body: Uint8Array): void {
     if (h.op === "hello") {
       this.helloWaiter?.resolve(h);
       this.helloWaiter = undefined;
@@ -210,41 +171,16 @@ export class WorkerLink {
       return;
     }
     if (h.op === "tout" || h.op === "tdetach") {
-      this.onTerminal?.(h, body); // attach traffic: src/daemon/attach.ts
-      return;
-    }
-    const rid = Number(h.rid);
-    if (h.op === "reply") {
-      const p = this.pending.get(rid);
-      this.pending.delete(rid);
-      p?.resolve(h);
-      return;
-    }
-    const run = this.runs.get(rid);
-    if (!run) return;
-    if (h.op === "start") {
-      this.unstarted.delete(rid);
-      run.start(String(h.cell));
-    }
-    else if (h.op === "out") run.out(body, String(h.cell));
-    else if (h.op === "end") {
-      this.runs.delete(rid);
-      this.unstarted.delete(rid);
-      run.end(h);
+      this.onTerminal?.(h, body); // attach traffic: src/sessions/attach.ts
     }
   }
 
   private onClose(reason: string): void {
     if (this.closed) return;
     this.closed = true;
-    this.control?.end(); // one lane gone means the worker is: let go of the other too
-    this.runLane?.end();
-    const err = new PythondError("session_dead", "the session's worker is gone");
+    this.control?.close(reason); // one lane gone means the worker is: let go of the other too
+    this.runLane?.close(reason);
     this.helloWaiter?.reject(new PythondError("session_dead", `worker closed the connection: ${reason}`));
-    for (const p of this.pending.values()) p.reject(err);
-    this.pending.clear();
-    for (const r of this.runs.values()) r.lost(reason);
-    this.runs.clear();
     this.unstarted.clear();
     for (const cb of this.closeHandlers) cb(reason);
     this.closeHandlers = [];

@@ -18,7 +18,7 @@ export interface SpawnOptions {
   cwd?: string;
   /** End the session after this many seconds without requests (off when unset). */
   idleTimeout?: number;
-  /** A warm spare (src/daemon/spare.ts): kept in `spares/`, apart from the sessions, until claimed. */
+  /** A warm spare (src/sessions/spare.ts): kept in `spares/`, apart from the sessions, until claimed. */
   spare?: boolean;
 }
 

@@ -138,7 +138,7 @@ export class Daemon {
   }
 }
 
-/** Where the daemon keeps its warm spare's socket and record (src/daemon/spare.ts). */
+/** Where the daemon keeps its warm spare's socket and record (src/sessions/spare.ts). */
 export const sparesDir = (d: Daemon) => join(d.e.dir, "run", "pythond", "spares");
 
 export function killGroup(pid: number) {

@@ -1,5 +1,5 @@
 /**
- * The warm spare (src/daemon/spare.ts): a worker started ahead of time that the next `new` claims.
+ * The warm spare (src/sessions/spare.ts): a worker started ahead of time that the next `new` claims.
  * A claimed spare must be indistinguishable from a freshly started session, and an unclaimed one
  * must never leak: not listed, not adopted, gone when its daemon stops, crashes or restarts.
  */

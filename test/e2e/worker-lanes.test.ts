@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { encodeWorkerFrame, WorkerFrameReader, type WorkerHeader } from "../../src/worker/wire.ts";
+import { encodeWorkerFrame, WorkerFrameReader, type WorkerHeader } from "../../src/link/frame.ts";
 import { startDaemon, until, type Daemon } from "./harness.ts";
 
 let d: Daemon;

@@ -14,9 +14,9 @@ import {
   rejectionFrame,
   tokenMatches,
   TrustedClients,
-} from "../../src/daemon/auth.ts";
-import { headEnd, isWebSocketUpgrade, parseHead, rejectionBytes, rewriteHead } from "../../src/daemon/bridge.ts";
-import { parseListen } from "../../src/daemon/remote-setup.ts";
+} from "../../src/ingress/auth.ts";
+import { headEnd, isWebSocketUpgrade, parseHead, rejectionBytes, rewriteHead } from "../../src/ingress/bridge.ts";
+import { parseListen } from "../../src/ingress/remote-setup.ts";
 import { generateCertificate, trustClient } from "../../src/tls/index.ts";
 
 let dir: string;

@@ -3,7 +3,7 @@ import { describe, expect, test } from "bun:test";
 import { PYSH } from "../../src/cli/pysh-commands.ts";
 import { closest, parseArgs } from "../../src/cli/spec.ts";
 import { escapeValue } from "../../src/daemon/access-log.ts";
-import { encodeWorkerFrame, WorkerFrameReader } from "../../src/worker/wire.ts";
+import { encodeWorkerFrame, WorkerFrameReader } from "../../src/link/frame.ts";
 
 const RUN = PYSH.commands.find((c) => c.name === "run")!;
 const parse = (argv: string[]) => parseArgs("pysh", RUN, argv);

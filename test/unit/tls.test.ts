@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
+import { PythondError, type ErrorCode } from "../../src/protocol/errors.ts";
 import {
   derToPem,
   ensureOwnCertificate,
@@ -19,8 +20,6 @@ import {
   pemToDer,
   pinServer,
   tlsDir,
-  TlsError,
-  type TlsErrorCode,
   trustClient,
 } from "../../src/tls/index.ts";
 
@@ -38,16 +37,16 @@ function mode(path: string): number {
   return statSync(path).mode & 0o777;
 }
 
-/** Run `fn` expecting a TlsError with `code`; returns it for further checks. */
-function expectTlsError(fn: () => unknown, code: TlsErrorCode): TlsError {
+/** Run `fn` expecting a PythondError with `code`; returns it for further checks. */
+function expectPythondError(fn: () => unknown, code: ErrorCode): PythondError {
   try {
     fn();
   } catch (err) {
-    expect(err).toBeInstanceOf(TlsError);
-    expect((err as TlsError).code).toBe(code);
-    return err as TlsError;
+    expect(err).toBeInstanceOf(PythondError);
+    expect((err as PythondError).code).toBe(code);
+    return err as PythondError;
   }
-  throw new Error(`expected TlsError ${code}`);
+  throw new Error(`expected PythondError ${code}`);
 }
 
 beforeAll(() => {
@@ -125,7 +124,7 @@ describe("fingerprints", () => {
   test("PEM <-> DER round trip", async () => {
     const { certPem } = await generateCertificate();
     expect(derToPem(pemToDer(certPem))).toBe(certPem);
-    expect(() => pemToDer("hello")).toThrow(TlsError);
+    expect(() => pemToDer("hello")).toThrow(PythondError);
   });
 
   test("normaliseFingerprint accepts either form and rejects junk", () => {
@@ -134,8 +133,8 @@ describe("fingerprints", () => {
     expect(normaliseFingerprint(colon.toLowerCase())).toBe(colon);
     expect(normaliseFingerprint(colon.replaceAll(":", "").toLowerCase())).toBe(colon);
     expect(normaliseFingerprint(`sha256 Fingerprint=${colon}\n`)).toBe(colon);
-    expectTlsError(() => normaliseFingerprint("AA:BB"), "tls_bad_fingerprint");
-    expectTlsError(() => normaliseFingerprint("z".repeat(64)), "tls_bad_fingerprint");
+    expectPythondError(() => normaliseFingerprint("AA:BB"), "tls_bad_fingerprint");
+    expectPythondError(() => normaliseFingerprint("z".repeat(64)), "tls_bad_fingerprint");
   });
 });
 
@@ -219,30 +218,30 @@ describe("trust and pin stores", () => {
     ]);
     expect(isCaCertificate(readFileSync(caPath, "utf8"))).toBe(true);
     const before = { clients: listTrustedClients().length, servers: listPinnedServers().length };
-    expect(expectTlsError(() => trustClient(caPath), "tls_ca_refused").message).toContain("CA:TRUE");
-    expectTlsError(() => pinServer(caPath), "tls_ca_refused");
+    expect(expectPythondError(() => trustClient(caPath), "tls_ca_refused").message).toContain("CA:TRUE");
+    expectPythondError(() => pinServer(caPath), "tls_ca_refused");
     expect(listTrustedClients()).toHaveLength(before.clients);
     expect(listPinnedServers()).toHaveLength(before.servers);
   });
 
   test("missing files, non-PEM files, keys and bundles are refused", () => {
-    expectTlsError(() => trustClient(join(scratch, "nope.pem")), "tls_no_file");
-    expectTlsError(() => pinServer(scratch), "tls_no_file");
+    expectPythondError(() => trustClient(join(scratch, "nope.pem")), "tls_no_file");
+    expectPythondError(() => pinServer(scratch), "tls_no_file");
     const junk = join(scratch, "junk.pem");
     writeFileSync(junk, "this is not a certificate\n");
-    expectTlsError(() => trustClient(junk), "tls_bad_cert");
+    expectPythondError(() => trustClient(junk), "tls_bad_cert");
     const der = join(scratch, "cert.der");
     writeFileSync(der, pemToDer(readPeer()));
-    expectTlsError(() => pinServer(der), "tls_bad_cert");
+    expectPythondError(() => pinServer(der), "tls_bad_cert");
     const keyOnly = join(scratch, "key-only.pem");
     writeFileSync(keyOnly, Bun.spawnSync(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]).stdout);
-    expectTlsError(() => trustClient(keyOnly), "tls_bad_cert");
+    expectPythondError(() => trustClient(keyOnly), "tls_bad_cert");
     const garbled = join(scratch, "garbled.pem");
     writeFileSync(garbled, derToPem(new TextEncoder().encode("definitely not DER")));
-    expectTlsError(() => trustClient(garbled), "tls_bad_cert");
+    expectPythondError(() => trustClient(garbled), "tls_bad_cert");
     const bundle = join(scratch, "bundle.pem");
     writeFileSync(bundle, readPeer() + readPeer());
-    expect(expectTlsError(() => pinServer(bundle), "tls_bad_cert").message).toContain("2 certificates");
+    expect(expectPythondError(() => pinServer(bundle), "tls_bad_cert").message).toContain("2 certificates");
   });
 
   function readPeer(): string {

@@ -7,10 +7,10 @@ import signal
 import threading
 import time
 
-from . import capture, cells, execute, forking, human
+from . import capture, cells, execute, forking, human, protocol, terminal
+from .protocol import WORKER_PROTOCOL
 from .wire import Conn  # noqa: F401 - re-exported for server.py
 
-WORKER_PROTOCOL = 1
 MAX_COMPLETIONS = 200
 
 
@@ -59,7 +59,7 @@ def handle(w, conn, h, body):
         return
     if op != "ack":
         w.last_activity = time.time()
-    fn = HANDLERS.get(op)
+    fn = w.handlers.get(op)
     if fn is None:
         fail(conn, rid, "unknown_command", "worker: unknown op %r" % op)
         return
@@ -237,7 +237,7 @@ def op_claim(w, conn, rid, h, body):
     reply(conn, rid, {"pid": os.getpid()})
 
 
-HANDLERS = {
+CORE_HANDLERS = {
     "claim": op_claim,
     "run": op_run,
     "ack": op_ack,
@@ -250,3 +250,13 @@ HANDLERS = {
     "complete": op_complete,
     "int": op_int,
 }
+
+
+def handlers_for(worker):
+    """The ops this worker serves, built here only: the terminal's when it has a PTY (a worker
+    without one answers them `unknown op`, which the daemon explains)."""
+    handlers = dict(CORE_HANDLERS)
+    if getattr(worker, "terminal", None) is not None:
+        handlers.update(terminal.HANDLERS)
+    assert set(CORE_HANDLERS) == set(protocol.CORE_OPS) and set(terminal.HANDLERS) == set(protocol.TERMINAL_OPS)
+    return handlers

@@ -13,8 +13,7 @@ import threading
 import time
 
 from . import capture, cells, main_thread, ops, terminal
-
-WORKER_PROTOCOL = 1
+from .protocol import WORKER_PROTOCOL
 
 # The original started every namespace with these imported, and agents written against it use
 # them without importing (`os.getcwd()`, completing `os.path.`). Imported in set-up, before the
@@ -101,7 +100,8 @@ class Worker(main_thread.MainThread):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         self.capture.on_tick = self._flush_corked
         self.capture.start()
-        terminal.install(self, ops.HANDLERS)  # the PTY, its relay thread, the attach ops
+        terminal.install(self)  # the PTY and its relay thread
+        self.handlers = ops.handlers_for(self)
         threading.Thread(target=self._io_loop, name="pythond-io", daemon=True).start()
         if self.config.get("idle_timeout"):
             threading.Thread(target=self._reaper, name="pythond-reaper", daemon=True).start()
@@ -135,7 +135,7 @@ class Worker(main_thread.MainThread):
         return ("input() is not available in an agent cell (there is no terminal); pass the data "
                 "in the code, or attach a terminal with: pysh attach %s" % self.name)
 
-    # -- a warm spare (src/daemon/spare.ts) ----------------------------------------------------
+    # -- a warm spare (src/sessions/spare.ts) ----------------------------------------------------
     def claim(self, cfg):
         """A spare becomes the session `new` asked for: its name, socket path, record, history,
         directory and idle timeout. Until then it has no name, no record among the sessions and

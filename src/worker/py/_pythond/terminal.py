@@ -12,7 +12,7 @@
   - Agent cells and stray output are shown on the PTY too (human.py), after asking the editor to
     move its prompt out of the way (pause/resume), so the screen stays readable.
 
-Daemon ops (src/daemon/attach.ts is the other side):
+Daemon ops (src/sessions/attach.ts is the other side):
   attach {rid, aid, rows?, cols?} -> reply, then `tout {aid}` + the ring (replay, that client only),
   then live `tout` + bytes for every attachment of that connection;
   detach {aid}; tin {aid} + bytes; resize {rows, cols}; worker -> daemon: tdetach {aid} (Ctrl-D).
@@ -258,7 +258,7 @@ class Terminal(object):
             del self.inq[:n]
 
 
-# -- ops from the daemon (registered into ops.HANDLERS by install) ----------------------------
+# -- ops from the daemon (served when the session has a terminal: ops.handlers_for) -------------
 def _int_or_none(v):
     try:
         n = int(v)
@@ -285,7 +285,10 @@ def _op_resize(w, conn, rid, h, body):
         w.terminal.resize(rows, cols)
 
 
-def install(worker, handlers):
+HANDLERS = {"attach": _op_attach, "detach": _op_detach, "tin": _op_tin, "resize": _op_resize}
+
+
+def install(worker):
     """Creates the session's PTY and relay; a system without PTYs keeps a worker without attach."""
     try:
         if termios is None or not hasattr(os, "openpty"):
@@ -294,6 +297,5 @@ def install(worker, handlers):
     except OSError as e:
         sys.stderr.write("pythond: no terminal for this session: %s\n" % e)
         return
-    handlers.update({"attach": _op_attach, "detach": _op_detach, "tin": _op_tin, "resize": _op_resize})
     human.install(worker, worker.terminal)
     worker.terminal.start()

@@ -1,4 +1,4 @@
-"""Daemon <-> worker framing, mirrored by src/worker/wire.ts.
+"""Daemon <-> worker framing, mirrored by src/link/frame.ts.
 
 A frame is: u32 big-endian length of the rest | u32 big-endian header length | header (UTF-8 JSON)
 | body (raw bytes). Headers are small; bodies (code, output) are never JSON-escaped.

@@ -1,0 +1,232 @@
+/**
+ * Fleet node services (issue 19), each figure beside a baseline measured in the same run, against
+ * a real hub and real `pythond join` nodes on loopback TLS:
+ *   1. `pysh sh n1 true` one-shot, against `pysh run` of a local session and `sh -c true` spawned
+ *      locally (target: <= 3x the local `pysh run`);
+ *   2. fan-out `pysh sh --all -- true` to N real node processes (target: 50 nodes <= 1 s);
+ *   3. `pysh put` then `pysh get` of a file over the loopback TLS link, MB/s, against
+ *      `cat file > /dev/null` and a plain TLS socket copy of the same bytes (target: >= 50% of the
+ *      plain copy, >= 300 MB/s), with the hub's and the node's RSS growth;
+ *   4. keystroke echo round trip in `pysh shell` (a PTY driving pysh), against the same keystroke
+ *      on a local PTY shell (target: <= 2 ms p50).
+ *   5. fan-out `pysh sh --all -- true` to 10,000 simulated nodes (the core's simulator answering
+ *      through the real tunnel), with the hub's peak RSS (target: <= 3 s).
+ */
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Hub, joinNode, type Node } from "../test/e2e/fleet-harness.ts";
+import { generateCertificate } from "../src/tls/index.ts";
+import { pyctl, Sims, startHub, waitAllUp } from "./fleet.ts";
+import { fmtMs, makeEnv, median, MB, pct, ratio, rss, rssSampler, sorted, standalone, PYSH, type BenchOptions, type BenchResult, type Row } from "./lib.ts";
+
+async function timed(cmd: string[], env: Record<string, string>): Promise<number> {
+  const t0 = performance.now();
+  const p = Bun.spawn(cmd, { env, stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+  const [code, err] = await Promise.all([p.exited, new Response(p.stderr).text()]);
+  if (code !== 0) throw new Error(`${cmd.join(" ")} failed (${code}): ${err}`);
+  return performance.now() - t0;
+}
+
+/** Alternating turns of each contender, so both see the same phases of a shared machine. */
+async function turns(n: number, fns: Array<() => Promise<number>>): Promise<number[][]> {
+  const out = fns.map(() => [] as number[]);
+  for (let i = 0; i < n; i++) for (const [k, f] of fns.entries()) out[k]!.push(await f());
+  return out;
+}
+
+/** A plain TLS socket copy of `bytes` on loopback with the hub's own certificate: MB/s. */
+async function tlsCopy(certDir: string, bytes: Uint8Array): Promise<number> {
+  const cert = readFileSync(join(certDir, "cert.pem"), "utf8");
+  const key = readFileSync(join(certDir, "key.pem"), "utf8");
+  let got = 0;
+  let done!: () => void;
+  const all = new Promise<void>((r) => (done = r));
+  const server = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    tls: { cert, key },
+    socket: {
+      data: (_s, d) => {
+        got += d.length;
+        if (got >= bytes.length) done();
+      },
+    },
+  });
+  const t0 = performance.now();
+  let off = 0;
+  let drain: () => void = () => {};
+  const s = await Bun.connect({
+    hostname: "127.0.0.1",
+    port: server.port,
+    tls: { rejectUnauthorized: false },
+    socket: { data: () => {}, drain: () => drain() },
+  });
+  while (off < bytes.length) {
+    const n = s.write(bytes.subarray(off, Math.min(off + (1 << 20), bytes.length)));
+    off += Math.max(n, 0);
+    if (n <= 0) await new Promise<void>((r) => (drain = r));
+  }
+  await all;
+  const ms = performance.now() - t0;
+  s.end();
+  server.stop(true);
+  return bytes.length / MB / (ms / 1000);
+}
+
+/** Keystroke echo round trips (ms) through a PTY running `cmd`. */
+async function echoes(cmd: string[], env: Record<string, string>, ready: string, n: number): Promise<number[]> {
+  let screen = "";
+  let wake: () => void = () => {};
+  const p = Bun.spawn(cmd, {
+    env,
+    terminal: {
+      cols: 80,
+      rows: 24,
+      data: (_t, d) => {
+        screen += Buffer.from(d).toString("latin1");
+        wake();
+      },
+    },
+  });
+  const until = async (s: string) => {
+    while (!screen.includes(s)) await new Promise<void>((r) => (wake = r));
+  };
+  await until(ready);
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const ch = String.fromCharCode(97 + (i % 26));
+    const mark = screen.length;
+    const t0 = performance.now();
+    p.terminal!.write(ch);
+    while (!screen.slice(mark).includes(ch)) await new Promise<void>((r) => (wake = r));
+    times.push(performance.now() - t0);
+    if (i % 60 === 59) {
+      p.terminal!.write("\x15"); // Ctrl-U: clear the line now and then
+      await Bun.sleep(0);
+    }
+  }
+  p.terminal!.write("\x15exit\r");
+  await p.exited;
+  return times;
+}
+
+/** 5. `pysh sh --all -- true` to thousands of simulated nodes (bench/fleet-sim.ts + fleet-io-sim.ts). */
+export async function simulatedFanout(o: BenchOptions, rows: Row[], notes: string[]): Promise<void> {
+  const total = Math.max(200, Math.round(10_000 * o.scale));
+  const scratch = makeEnv();
+  const keyDirs: string[] = [];
+  for (let k = 0; k < 2; k++) {
+    const dir = join(scratch.dir, `key${k}`);
+    mkdirSync(dir);
+    const c = await generateCertificate({ commonName: `sim ${k}` });
+    writeFileSync(join(dir, "cert.pem"), c.certPem);
+    writeFileSync(join(dir, "key.pem"), c.keyPem, { mode: 0o600 });
+    keyDirs.push(dir);
+  }
+  const hub = await startHub();
+  let sims: Sims | undefined;
+  try {
+    const token = pyctl(hub, ["join-token"]).trim().split("\n").at(-1)!.split(" ")[4]!;
+    sims = new Sims(hub, keyDirs, total, token);
+    await waitAllUp(sims, total, `${total} simulated nodes`, hub.proc.pid);
+    const one = async () => {
+      const t0 = performance.now();
+      const p = Bun.spawn([PYSH, "sh", "--all", "--json", "--", "true"], { env: hub.env, stdout: "pipe", stderr: "pipe" });
+      const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+      const ms = performance.now() - t0;
+      const ok = out.split("\n").filter((l) => l.includes('"exit":0')).length;
+      if (code !== 0 || ok !== total) notes.push(`simulated fan-out: exit ${code}, ${ok} of ${total} answered 0`);
+      return ms;
+    };
+    await one();
+    const before = rss(hub.proc.pid);
+    const peak = rssSampler(hub.proc.pid, 10);
+    const [t] = await turns(3, [one]);
+    const grow = (peak.stop() - before) / MB;
+    const ms = median(t!);
+    rows.push({ figure: `fan-out sh true to ${total.toLocaleString("en-US")} simulated nodes: wall p50`, value: fmtMs(ms), target: total >= 10_000 ? "<= 3 s" : "(10,000: <= 3 s)", met: total >= 10_000 ? ms <= 3000 : undefined });
+    rows.push({ figure: "  hub peak RSS during it", value: `${(peak.stop() / MB).toFixed(0)} MB`, baseline: `before ${(before / MB).toFixed(0)} MB`, ratio: `+${grow.toFixed(0)} MB` });
+    notes.push(`simulated nodes: ${total} links from 2 simulator processes (bench/fleet-sim.ts) answering sh through the real tunnel without spawning (bench/fleet-io-sim.ts); --json output, default --max-concurrency`);
+  } finally {
+    sims?.kill();
+    hub.proc.kill("SIGKILL");
+    await hub.proc.exited;
+    rmSync(scratch.dir, { recursive: true, force: true });
+  }
+}
+
+export async function benchFleetIo(o: BenchOptions): Promise<BenchResult> {
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  await using hub = await Hub.start();
+  const nodes: Node[] = [];
+  try {
+    nodes.push(await joinNode(hub, "n1"));
+    const env = hub.d.e.env;
+
+    // 1. one-shot
+    await hub.pysh(["new", "local"]);
+    const runs = Math.max(5, Math.round(30 * o.scale));
+    await timed([PYSH, "sh", "n1", "true"], env);
+    const [sh, run, local] = await turns(runs, [
+      () => timed([PYSH, "sh", "n1", "true"], env),
+      () => timed([PYSH, "run", "local", "pass"], env),
+      () => timed(["sh", "-c", "true"], env),
+    ]);
+    const shMs = median(sh!);
+    const runMs = median(run!);
+    rows.push({ figure: "pysh sh n1 true: wall p50", value: fmtMs(shMs), baseline: `pysh run (local session) ${fmtMs(runMs)}`, ratio: ratio(shMs, runMs), target: "<= 3x", met: shMs <= 3 * runMs });
+    rows.push({ figure: "  the same against a local spawn", value: fmtMs(shMs), baseline: `sh -c true ${fmtMs(median(local!))}`, ratio: ratio(shMs, median(local!)) });
+
+    // 2. fan-out to N real nodes
+    const n = Math.max(3, Math.round(50 * o.scale));
+    for (let i = nodes.length; i < n; i++) nodes.push(await joinNode(hub, `f${i}`));
+    while (JSON.parse((await hub.pysh(["nodes", "--json"])).stdout).filter((x: { state: string }) => x.state === "online").length < n) await Bun.sleep(100);
+    await timed([PYSH, "sh", "--all", "--", "true"], env);
+    const [fan] = await turns(5, [() => timed([PYSH, "sh", "--all", "--", "true"], env)]);
+    const fanMs = median(fan!);
+    rows.push({ figure: `fan-out sh true to ${n} real nodes: wall p50`, value: fmtMs(fanMs), baseline: `one node ${fmtMs(shMs)}`, ratio: ratio(fanMs, shMs), target: n >= 50 ? "<= 1 s" : "(50 nodes: <= 1 s)", met: n >= 50 ? fanMs <= 1000 : undefined });
+
+    // 3. file transfer
+    const size = Math.max(64, Math.round(1024 * o.scale)) * MB;
+    const file = join(hub.d.e.dir, "blob");
+    const block = crypto.getRandomValues(new Uint8Array(MB));
+    const w = Bun.file(file).writer();
+    for (let i = 0; i < size / MB; i++) {
+      block[0] = i & 0xff;
+      w.write(block);
+    }
+    await w.end();
+    const catMs = await timed(["sh", "-c", `cat ${file} > /dev/null`], env);
+    const bytes = readFileSync(file);
+    const tls = await tlsCopy(join(hub.d.e.home, ".pythond", "tls"), bytes);
+    const hubBefore = rss(hub.d.pid);
+    const hubPeak = rssSampler(hub.d.pid, 20);
+    const putMs = await timed([PYSH, "put", "n1", file, "blob"], env);
+    const getMs = await timed([PYSH, "get", "n1", "blob", join(hub.d.e.dir, "back")], env);
+    const hubGrowth = (hubPeak.stop() - hubBefore) / MB;
+    const put = size / MB / (putMs / 1000);
+    const get = size / MB / (getMs / 1000);
+    const cat = size / MB / (catMs / 1000);
+    rows.push({ figure: `put ${size / MB} MB over loopback TLS: MB/s`, value: put.toFixed(0), baseline: `plain TLS socket copy ${tls.toFixed(0)}`, ratio: ratio(put, tls), target: ">= 50% of it, >= 300", met: put >= 0.5 * tls && put >= 300 });
+    rows.push({ figure: `get ${size / MB} MB: MB/s`, value: get.toFixed(0), baseline: `cat > /dev/null ${cat.toFixed(0)}`, ratio: ratio(get, tls) + " of TLS", target: ">= 300", met: get >= 300 });
+    rows.push({ figure: "hub RSS growth during put+get", value: `${hubGrowth.toFixed(1)} MB`, baseline: `before ${(hubBefore / MB).toFixed(0)} MB`, target: "bounded (<= 64 MB)", met: hubGrowth <= 64 });
+    rmSync(file, { force: true });
+    rmSync(join(hub.d.e.dir, "back"), { force: true });
+    rmSync(join(nodes[0]!.e.home, "blob"), { force: true });
+
+    // 4. keystroke echo
+    const keys = Math.max(50, Math.round(300 * o.scale));
+    const remote = sorted(await echoes([PYSH, "shell", "n1"], { ...env, SHELL: "/bin/sh" }, "Ctrl-] detaches", keys));
+    const localEcho = sorted(await echoes(["/bin/sh"], { ...env, PS1: "$ " }, "$ ", keys));
+    rows.push({ figure: "pysh shell keystroke echo: p50", value: fmtMs(pct(remote, 50)), baseline: `local PTY sh ${fmtMs(pct(localEcho, 50))}`, ratio: ratio(pct(remote, 50), pct(localEcho, 50)), target: "<= 2 ms", met: pct(remote, 50) <= 2 });
+    rows.push({ figure: "  p99", value: fmtMs(pct(remote, 99)), baseline: `local ${fmtMs(pct(localEcho, 99))}` });
+    notes.push(`nodes are real \`pythond join\` processes dialing the hub over TLS on loopback; ${runs} turns for one-shots, 5 for fan-out, ${keys} keystrokes`);
+  } finally {
+    for (const nd of nodes) await nd[Symbol.asyncDispose]().catch(() => {});
+  }
+  await simulatedFanout(o, rows, notes);
+  return { id: "fleet-io", title: "Fleet node services: sh, fan-out, files, shell (real hub and nodes, loopback TLS)", rows, notes };
+}
+
+if (import.meta.main) await standalone(benchFleetIo);

@@ -1,0 +1,102 @@
+/**
+ * Faults, made for real: a node SIGKILLed and restarted (its sessions survive, as a daemon's do),
+ * the hub SIGKILLed and restarted (nodes come back by themselves, their sessions intact), and a
+ * link cut silently by a relay that stops forwarding without closing anything: the hub marks the
+ * node offline within 3 heartbeats, the node redials when the relay heals, and a cell that was
+ * streaming to a hub client runs on, once, and its output reaches that client.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { alive, LineWatcher, PYSH, until } from "./harness.ts";
+import { accessLogWith, Hub, joinNode, Node, Relay } from "./fleet-harness.ts";
+
+let hub: Hub;
+const nodes: Node[] = [];
+beforeAll(async () => {
+  hub = await Hub.start();
+});
+afterAll(async () => {
+  for (const n of nodes) await n[Symbol.asyncDispose]();
+  await hub?.[Symbol.asyncDispose]();
+});
+
+const state = async (id: string) => (await hub.node(id))?.state;
+
+describe("a node killed and restarted", () => {
+  test("its sessions survive; it comes back online with `pythond join` alone", async () => {
+    const n = await joinNode(hub, "w-kill");
+    nodes.push(n);
+    expect((await hub.pysh(["new", "w-kill/s"])).code).toBe(0);
+    expect((await hub.pysh(["run", "w-kill/s", "import os; kept = 'still here'; os.getpid()"])).code).toBe(0);
+    const [pid] = n.workerPids();
+    await n.kill("SIGKILL");
+    await until(async () => (await state("w-kill")) === "offline", "the hub to see the node go");
+    await accessLogWith(hub.d, /event=node .*status=error .*node=w-kill event_detail=offline/);
+    expect((await hub.pysh(["run", "w-kill/s", "1"])).stderr).toStartWith("ERR node 'w-kill' is offline (since ");
+    expect(alive(pid!)).toBe(true);
+    const back = await new Node(n.e).join([]); // ~/.pythond/node keeps the hub, its fingerprint and the id
+    nodes.push(back);
+    expect(back.log.text).toContain(`session s: adopted worker pid ${pid}`);
+    await until(async () => (await state("w-kill")) === "online", "the node to be back");
+    expect((await hub.pysh(["run", "w-kill/s", "kept"])).stdout).toBe("still here\n");
+  });
+});
+
+describe("the hub killed and restarted", () => {
+  test("nodes come back by themselves; their sessions are intact", async () => {
+    const n = await joinNode(hub, "w-stay");
+    nodes.push(n);
+    expect((await hub.pysh(["new", "w-stay/s"])).code).toBe(0);
+    expect((await hub.pysh(["run", "w-stay/s", "v = 12"])).code).toBe(0);
+    hub.d.proc.kill("SIGKILL");
+    await hub.d.proc.exited;
+    await n.log.waitFor(/hub link down: /);
+    hub = await hub.restart();
+    await n.log.waitFor(/hub link back: /);
+    await until(async () => (await state("w-stay")) === "online", "the node to be online on the new hub");
+    expect((await hub.pysh(["run", "w-stay/s", "v + 1"])).stdout).toBe("13\n");
+    expect((await hub.pysh(["nodes"])).stdout).toMatch(/^w-kill +(online|offline)/m); // enrolled nodes are remembered
+  });
+});
+
+describe("a link cut silently", () => {
+  test("offline within 3 heartbeats; back when the relay heals; the streaming cell's output arrives", async () => {
+    const relay = await Relay.start(hub.port);
+    try {
+      const n = await joinNode(hub, "w-cut", [], relay.port);
+      nodes.push(n);
+      const gate = join(n.e.dir, "gate");
+      expect((await hub.pysh(["new", "w-cut/s"])).code).toBe(0);
+      expect((await hub.pysh(["run", "w-cut/s", "runs = 0"])).code).toBe(0);
+      const code = [
+        "import os, time",
+        "runs += 1",
+        "print('before the cut', flush=True)",
+        `while not os.path.exists(${JSON.stringify(gate)}): time.sleep(0.05)`,
+        "print('x' * 100_000)",
+        "print('after the cut')",
+      ].join("\n");
+      const client = Bun.spawn([PYSH, "run", "w-cut/s", code], { env: hub.d.e.env, stdout: "pipe", stderr: "pipe" });
+      const out = new LineWatcher(client.stdout as ReadableStream<Uint8Array>);
+      await out.waitFor(/before the cut/); // (a trailing newline is held back until more output comes)
+
+      relay.stall();
+      await until(async () => (await state("w-cut")) === "offline", "the hub to mark the node offline");
+      await accessLogWith(hub.d, /event=node .*node=w-cut event_detail=offline:%20.*no%20answer%20to%203%20heartbeats/);
+      await n.log.waitFor(/hub link down: no heartbeat from the hub for 3s/);
+      writeFileSync(gate, ""); // the cell goes on while its node is unreachable, and ends
+      await until(async () => JSON.parse((await n.pysh(["status", "s"])).stdout).state === "idle", "the cell to end on the node");
+      expect(existsSync(gate)).toBe(true);
+
+      relay.heal();
+      await until(async () => (await state("w-cut")) === "online", "the node to dial back");
+      expect(await client.exited).toBe(0);
+      await out.waitFor(/after the cut\n$/);
+      expect(out.text).toBe(`before the cut\n${"x".repeat(100_000)}\nafter the cut\n`);
+      expect((await hub.pysh(["run", "w-cut/s", "runs"])).stdout).toBe("1\n"); // resumed, not run again
+    } finally {
+      relay.stop();
+    }
+  });
+});

@@ -1,0 +1,203 @@
+/**
+ * The fleet end to end: a hub (a daemon with a TLS listener on a loopback port 0, heartbeats every
+ * second) and real `pythond join` node processes, each with its own HOME, socket and runtime
+ * directory, dialing the hub over loopback. A TCP relay between a node and the hub can stop
+ * forwarding without closing anything (a silent link cut) and heal again.
+ */
+import { rmSync } from "node:fs";
+import type { Socket, TCPSocketListener } from "bun";
+import { BIN, Daemon, exec, LineWatcher, makeEnv, PYCTL, PYSH, type Env, type RunResult } from "./harness.ts";
+import { startListening, type Listening } from "./remote-harness.ts";
+
+export { accessLog, accessLogWith } from "./remote-harness.ts";
+
+export class Hub {
+  constructor(
+    readonly l: Listening,
+    readonly args: string[],
+  ) {}
+
+  static async start(extra: string[] = [], e: Env = makeEnv(), port = 0): Promise<Hub> {
+    const args = ["--listen", `127.0.0.1:${port}`, "--tls", "--show-token", "--heartbeat", "1", ...extra];
+    return new Hub(await startListening(args, e), args);
+  }
+
+  get d(): Daemon {
+    return this.l.d;
+  }
+
+  get port(): number {
+    return this.l.port;
+  }
+
+  pysh(args: string[], opts: { stdin?: string } = {}): Promise<RunResult> {
+    return this.d.pysh(args, opts);
+  }
+
+  pyctl(args: string[]): Promise<RunResult> {
+    return this.d.pyctl(args);
+  }
+
+  /** `pyctl join-token …`: the token and the whole join command it printed. */
+  async joinToken(args: string[] = []): Promise<{ token: string; fingerprint: string; command: string[]; stdout: string }> {
+    const r = await this.pyctl(["join-token", ...args]);
+    if (r.code !== 0) throw new Error(`join-token failed: ${r.stderr}`);
+    const command = r.stdout.trim().split("\n").at(-1)!.split(" ");
+    return { token: command[command.indexOf("--token") + 1]!, fingerprint: command[command.indexOf("--fingerprint") + 1] ?? "", command, stdout: r.stdout };
+  }
+
+  /** The state of node `id` as `pysh nodes --json` says. */
+  async node(id: string): Promise<Record<string, unknown> | undefined> {
+    const r = await this.pysh(["nodes", "--json"]);
+    return (JSON.parse(r.stdout) as Array<Record<string, unknown>>).find((n) => n.id === id);
+  }
+
+  /** Restarts the hub on the same port and HOME (after a kill). */
+  async restart(): Promise<Hub> {
+    const args = this.args.map((a) => (a === "127.0.0.1:0" ? `127.0.0.1:${this.port}` : a));
+    const l = await startListening(args, this.d.e);
+    return new Hub(l, args);
+  }
+
+  async [Symbol.asyncDispose]() {
+    await this.d[Symbol.asyncDispose]();
+  }
+}
+
+/** A machine that joins a hub: `pythond join …` in the foreground, with its own HOME and socket. */
+export class Node {
+  readonly e: Env;
+  proc?: ReturnType<typeof Bun.spawn>;
+  log!: LineWatcher;
+
+  constructor(e?: Env) {
+    this.e = e ?? makeEnv();
+  }
+
+  /** Starts `pythond join <args>`; returns once it says joined (or the process ends). */
+  async join(args: string[], opts: { waitJoined?: boolean } = {}): Promise<this> {
+    this.proc = Bun.spawn([BIN, "join", ...args], { env: this.e.env, cwd: this.e.dir, stdout: "pipe", stderr: "pipe" });
+    this.log = new LineWatcher(this.proc.stderr as ReadableStream<Uint8Array>);
+    if (opts.waitJoined !== false) await this.log.waitFor(/joined: /);
+    return this;
+  }
+
+  /** Runs `pythond join` to its end (a refused join), returning what it said. */
+  async joinFails(args: string[]): Promise<RunResult> {
+    return exec([BIN, "join", ...args], this.e);
+  }
+
+  get pid(): number {
+    return this.proc!.pid;
+  }
+
+  pysh(args: string[]): Promise<RunResult> {
+    return exec([PYSH, ...args], this.e);
+  }
+
+  pyctl(args: string[]): Promise<RunResult> {
+    return exec([PYCTL, ...args], this.e);
+  }
+
+  async kill(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+    this.proc?.kill(signal);
+    await this.proc?.exited;
+  }
+
+  workerPids(): number[] {
+    return new Daemon(this.e).workerPids();
+  }
+
+  async [Symbol.asyncDispose]() {
+    const pids = this.workerPids();
+    await this.kill().catch(() => {});
+    for (const pid of pids) {
+      try {
+        process.kill(-pid, "SIGKILL");
+      } catch {}
+    }
+    rmSync(this.e.dir, { recursive: true, force: true });
+  }
+}
+
+interface RelayConn {
+  peer?: Socket<RelayConn>;
+  pending: Uint8Array[];
+}
+
+/**
+ * A TCP relay on loopback (node -> relay -> hub). `stall()` makes it a black hole: bytes both ways
+ * are dropped and closes are not passed on, as when a network path dies without a FIN or RST;
+ * `heal()` forwards again (new connections work; old ones are beyond saving, as on a real network).
+ */
+export class Relay {
+  private server!: TCPSocketListener<RelayConn>;
+  stalled = false;
+
+  static async start(targetPort: number): Promise<Relay> {
+    const r = new Relay();
+    r.server = Bun.listen<RelayConn>({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open: (s) => {
+          s.data = { pending: [] };
+          void Bun.connect<RelayConn>({
+            hostname: "127.0.0.1",
+            port: targetPort,
+            data: { peer: s, pending: [] },
+            socket: {
+              data: (u, d) => {
+                if (!r.stalled) u.data.peer?.write(d);
+              },
+              close: (u) => {
+                if (!r.stalled) u.data.peer?.end();
+              },
+              error: () => {},
+            },
+          }).then(
+            (u) => {
+              s.data.peer = u;
+              for (const d of s.data.pending) u.write(d);
+              s.data.pending = [];
+            },
+            () => s.end(),
+          );
+        },
+        data: (s, d) => {
+          if (r.stalled) return;
+          if (s.data.peer) s.data.peer.write(d);
+          else s.data.pending.push(d.slice());
+        },
+        close: (s) => {
+          if (!r.stalled) s.data.peer?.end();
+        },
+        error: () => {},
+      },
+    });
+    return r;
+  }
+
+  get port(): number {
+    return this.server.port;
+  }
+
+  stall(): void {
+    this.stalled = true;
+  }
+
+  heal(): void {
+    this.stalled = false;
+  }
+
+  stop(): void {
+    this.server.stop(true);
+  }
+}
+
+/** Runs `pythond join` for a fresh node against `hub` with a new reusable token. */
+export async function joinNode(hub: Hub, id: string, extra: string[] = [], port = hub.port): Promise<Node> {
+  const t = await hub.joinToken();
+  const args = [`wss://127.0.0.1:${port}`, "--token", t.token, "--fingerprint", t.fingerprint, "--id", id, "--heartbeat", "1", ...extra];
+  return new Node().join(args);
+}
