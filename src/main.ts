@@ -12,6 +12,7 @@ async function pythondMain(role: string, argv: string[], onlyCheck = false): Pro
   const { PYTHOND } = await import("./cli/pyctl-commands.ts");
   const spec = await import("./cli/spec.ts");
   const { errLine, line } = await import("./cli/out.ts");
+  const { PythondError } = await import("./protocol/errors.ts");
   try {
     if (!role || role === "--help" || role === "-h") {
       line(spec.roleHelp(PYTHOND, VERSION));
@@ -30,7 +31,7 @@ async function pythondMain(role: string, argv: string[], onlyCheck = false): Pro
     line(target ? spec.commandHelp("pythond", target) : spec.roleHelp(PYTHOND, VERSION));
     return 0;
   } catch (e) {
-    errLine(`ERR ${(e as Error).message}`);
+    errLine(PythondError.from(e).toFrame());
     return 1;
   }
 }

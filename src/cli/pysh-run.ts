@@ -10,6 +10,7 @@
  *    ends, the cell runs on (an agent harness giving up must not cost the work).
  *  - Operator echo (echo.ts) when stderr is a terminal.
  */
+import { isError } from "../protocol/replies.ts";
 import { Client } from "../client/connect.ts";
 import { request, runStreaming } from "../client/api.ts";
 import { PythondError } from "../protocol/errors.ts";
@@ -22,7 +23,7 @@ const LEAVE_MS = 2000;
 
 /** The exit status for a cell's final frame (see above). */
 export function exitStatus(final: string): { code: number; quiet: boolean } {
-  if (!final.startsWith("ERR ")) return { code: 0, quiet: true };
+  if (!isError(final)) return { code: 0, quiet: true };
   const m = /^ERR execution failed\nexit\((-?\d+)\)$/.exec(final);
   if (m) {
     const n = Number(m[1]) & 0xff;

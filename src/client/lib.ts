@@ -16,6 +16,7 @@
  * not a failure of the call: its result has ok false and the traceback in `error`
  * (`result.check()` turns it into an execution_failed error).
  */
+import { cellIdOf, isError, OK } from "../protocol/replies.ts";
 import { PythondError } from "../protocol/errors.ts";
 import { buildFrame } from "../protocol/frame.ts";
 import { socketPath } from "../paths.ts";
@@ -112,7 +113,7 @@ export class PythondClient {
     return this.exclusive(async () => {
       this.connection.send(buildFrame(cmd, args, body));
       const reply = await this.connection.nextText();
-      if (reply.startsWith("ERR ")) throw new ReplyErrorWithCode(reply, this.codes);
+      if (isError(reply)) throw new ReplyErrorWithCode(reply, this.codes);
       return reply;
     });
   }
@@ -251,8 +252,9 @@ export class Session {
           if (text) emit(text);
           continue;
         }
-        if (m.text.startsWith("CELL ")) {
-          cellId = m.text.slice(5);
+        const started = cellIdOf(m.text);
+        if (started !== undefined) {
+          cellId = started;
           try {
             opts.onCell?.(cellId);
           } catch (error) {
@@ -268,8 +270,8 @@ export class Session {
         // A callback that threw: its error, now that the reply was read to its end (the
         // connection stays in step for the next call).
         if (failed) throw failed.error;
-        if (m.text === "OK") return new RunResult(cellId, output, true, "");
-        if (m.text.startsWith("ERR ")) {
+        if (m.text === OK) return new RunResult(cellId, output, true, "");
+        if (isError(m.text)) {
           // `ERR execution failed\n<tb>`, or with a code (`ERR execution_failed: execution failed\n<tb>`).
           const { code, message } = classifyError(m.text, this.client.codes);
           if (code === "execution_failed") return new RunResult(cellId, output, false, message.replace(/^execution failed\n?/, ""));

@@ -5,6 +5,7 @@
  * truthful session state (a dead session says so and that its namespace is gone), interrupts
  * that report what they interrupted, and figures as images with the path of the full file.
  */
+import { errReply, okReply } from "../protocol/replies.ts";
 import { readFileSync } from "node:fs";
 import { PythondError } from "../protocol/errors.ts";
 import { connect, type PythondClient, type RunResult } from "../client/lib.ts";
@@ -30,7 +31,7 @@ const text = (t: string, isError = false): ToolResult => ({ content: [{ type: "t
 /** A failed call as the agent should read it: the stable code, the message, and what it means. */
 export function errorResult(e: unknown, session?: string): ToolResult {
   const err = PythondError.from(e);
-  let t = `ERR ${err.code}: ${err.message}`;
+  let t = errReply(err, true); // `ERR <code>: <message>`
   if (err.code === "session_dead") {
     t = `session died: ${err.message}\nIts namespace is gone (variables, imports, open files). Start it again with new_session(name="${session}", replace=true).`;
   }
@@ -78,13 +79,13 @@ export class Tools {
     const c = await this.client();
     await c.new(a.name, { replace: a.replace, python: a.python, cwd: a.cwd });
     const st = await c.session(a.name).status();
-    return text(`OK session '${a.name}' created (pid ${st.pid}, Python ${st.python}, cwd ${st.cwd})`);
+    return text(okReply(`session '${a.name}' created (pid ${st.pid}, Python ${st.python}, cwd ${st.cwd})`));
   }
 
   async killSession(a: { name: string }): Promise<ToolResult> {
     await (await this.client()).session(a.name).kill();
     this.figuresIn.delete(a.name);
-    return text(`OK killed session '${a.name}' (its namespace is gone)`);
+    return text(okReply(`killed session '${a.name}' (its namespace is gone)`));
   }
 
   async listVariables(a: { session: string }): Promise<ToolResult> {

@@ -21,14 +21,14 @@ describe("parseArgs (code commands)", () => {
   test("code that looks like a flag is code; an unknown --option is refused; -- ends options", () => {
     expect(parse(["work", "-1", "+", "2"]).code).toBe("-1 + 2");
     expect(parse(["work", "--", "--timeout"]).code).toBe("--timeout");
-    expect(() => parse(["work", "--x"])).toThrow("unknown option --x for pysh run; valid: --timeout, --help");
+    expect(() => parse(["work", "--x"])).toThrow("unknown option --x for pysh run; valid: --timeout, --selector, --all, --session, --max-concurrency, --json, --help");
     expect(() => parse(["work", "--timout", "3", "x"])).toThrow("(did you mean --timeout?)");
     expect(parse(["work", "print('--help')"]).code).toBe("print('--help')");
     expect(parse(["work", "--help"]).help).toBe(true);
   });
   test("no code; missing name; missing value", () => {
     expect(parse(["work"]).code).toBeNull();
-    expect(() => parse([])).toThrow("usage: pysh run <name> [--timeout S] <code|@file|->");
+    expect(() => parse([])).toThrow("usage: pysh run <name> [--timeout S] [--selector K=V,…] [--all] [--session NAME] [--max-concurrency N] [--json] <code|@file|->");
     expect(() => parse(["work", "--timeout"])).toThrow("--timeout needs a value (S)");
   });
   test("did you mean: edit distance up to 2", () => {
