@@ -50,8 +50,9 @@ describe("dispatch", () => {
   test("the caller is checked on every path, the plain run included", async () => {
     core = new Core();
     await core.session("w");
-    const remote = core.client(SUBPROTOCOL, "remote");
-    expect(await remote.ask("connect x 127.0.0.1:1 tok")).toBe("ERR connect is only accepted on the local socket");
+    const asHub = core.client(SUBPROTOCOL, "hub");
+    expect(await asHub.ask("connect x 127.0.0.1:1 tok")).toBe("ERR connect is not accepted from a hub caller");
+    expect(await asHub.ask("node-forget n1")).toBe("ERR node-forget is only accepted on the local socket");
     const node = core.client(SUBPROTOCOL, "node");
     expect(await node.ask("run w\nprint:hi")).toBe("ERR run is not accepted from a node caller");
     expect(await node.ask("ls")).toBe("ERR ls is not accepted from a node caller");
