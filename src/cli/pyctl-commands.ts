@@ -169,8 +169,8 @@ export const PYTHOND: RoleSpec = {
     },
     {
       name: "join",
-      args: "<wss://HUB:PORT>",
-      summary: "join a hub as a node: dial out to it and serve its requests (no port opened here)",
+      args: "[wss://HUB:PORT]",
+      summary: "join a hub as a node: dial out to it and serve its requests (no port opened here); no URL: the hub joined before",
       options: JOIN_OPTIONS,
       examples: [
         "pythond join wss://hub.example:7399 --token T --fingerprint SHA256:… --label gpu=1",
