@@ -1,20 +1,41 @@
 /**
  * One binary, four roles (DESIGN "One binary, four roles"): the role comes from the name it was
  * started as (the pysh / pyctl symlinks), else from the first argument (`pythond pysh run ...`).
- * Each role's CLI is imported lazily so that `pysh run` loads only what it needs.
+ * Each role's CLI is imported lazily so that `pysh run` loads only what it needs. `pythond`'s own
+ * commands are in the table of src/cli/pyctl-commands.ts (PYTHOND), like pysh's and pyctl's.
  */
 import { basename } from "node:path";
 import { VERSION } from "./protocol/version.ts";
 import { versionLine } from "./build-info.ts";
 
-const HELP = `pythond ${VERSION} -- persistent Python sessions (sshd gives you a shell; pythond gives you Python)
-
-  pythond daemon [--listen HOST:PORT] [--tls]   run the daemon in the foreground (= pyctl start)
-  pythond join wss://HUB:PORT --token T --fingerprint FP   join a hub as a node (fleet)
-  pythond pysh ...                              the session client (or call this binary as pysh)
-  pythond pyctl ...                             daemon control (or call this binary as pyctl)
-  pythond --version
-`;
+/** `pythond`'s own commands; `onlyCheck`: returns -2 when argv is valid and not a help request. */
+async function pythondMain(role: string, argv: string[], onlyCheck = false): Promise<number> {
+  const { PYTHOND } = await import("./cli/pyctl-commands.ts");
+  const spec = await import("./cli/spec.ts");
+  const { errLine, line } = await import("./cli/out.ts");
+  const { PythondError } = await import("./protocol/errors.ts");
+  try {
+    if (!role || role === "--help" || role === "-h") {
+      line(spec.roleHelp(PYTHOND, VERSION));
+      return role ? 0 : 1;
+    }
+    const c = spec.findCommand(PYTHOND, role);
+    if (!c) throw spec.unknownCommand(PYTHOND, role);
+    const a = spec.parseArgs("pythond", c, argv);
+    if (a.help) {
+      line(spec.commandHelp("pythond", c));
+      return 0;
+    }
+    if (onlyCheck) return -2;
+    const target = a.positional[0] && spec.findCommand(PYTHOND, a.positional[0]);
+    if (a.positional[0] && !target) throw spec.unknownCommand(PYTHOND, a.positional[0]);
+    line(target ? spec.commandHelp("pythond", target) : spec.roleHelp(PYTHOND, VERSION));
+    return 0;
+  } catch (e) {
+    errLine(PythondError.from(e).toFrame());
+    return 1;
+  }
+}
 
 async function main(): Promise<number> {
   let argv = process.argv.slice(2);
@@ -28,17 +49,20 @@ async function main(): Promise<number> {
       return (await import("./cli/pysh.ts")).main(argv);
     case "pyctl":
       return (await import("./cli/pyctl.ts")).main(argv);
-    case "daemon":
-      return (await import("./cli/pyctl.ts")).main(["start", ...argv]);
-    case "join":
-      return (await import("./cli/join.ts")).main(argv);
+    case "daemon": {
+      const checked = await pythondMain(role, argv, true); // --help, unknown flags: as `pythond daemon`
+      return checked >= 0 ? checked : (await import("./cli/pyctl.ts")).main(["start", ...argv]);
+    }
+    case "join": {
+      const checked = await pythondMain(role, argv, true); // --help, unknown flags: as `pythond join`
+      return checked >= 0 ? checked : (await import("./cli/join.ts")).main(argv);
+    }
     case "--version":
     case "-V":
       console.log(versionLine("pythond")); // not process.stdout: setting it up costs ~10 ms (BUN-NOTES)
       return 0;
     default:
-      console.log(HELP.slice(0, -1));
-      return role === "--help" || role === "-h" ? 0 : 1;
+      return pythondMain(role, argv);
   }
 }
 

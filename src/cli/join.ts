@@ -6,32 +6,19 @@
  * dials the hub. Thin: parse, check, call runNode; with --install-service the same checked
  * arguments go into a service unit instead (join-service.ts) and nothing is dialed.
  */
-import { defineCommand, runCommand, renderUsage, type CommandDef } from "citty";
+import { defineCommand, runCommand, type CommandDef } from "citty";
 import { PythondError } from "../protocol/errors.ts";
 import { allValues } from "./pyctl-remote.ts";
 import { errLine, line } from "./out.ts";
+import { cittyArgs, PYTHOND } from "./pyctl-commands.ts";
+import { commandHelp, findCommand } from "./spec.ts";
 
 let exitCode = 0;
 let rawArgv: string[] = [];
 
 const join = defineCommand({
   meta: { name: "pythond join", description: "join a hub as a node: dial out to it and serve its requests (no port opened here)" },
-  args: {
-    url: { type: "positional", required: false, description: "the hub: wss://HOST:PORT (ws:// on loopback only)" },
-    token: { type: "string", description: "join token (pyctl join-token on the hub); needed at the first join only" },
-    fingerprint: { type: "string", description: "the hub certificate's SHA-256 fingerprint (printed by pyctl join-token)" },
-    pin: { type: "string", description: "the hub's certificate file, instead of --fingerprint" },
-    id: { type: "string", description: "this node's id (default: kept from before, else generated once)" },
-    label: { type: "string", description: "k=v label (repeatable)" },
-    heartbeat: { type: "string", description: "seconds between heartbeats (default 10; offline after 3 missed)" },
-    "server-url": { type: "string", description: "the seed's spelling of the hub URL" },
-    "daemon-id": { type: "string", description: "the seed's spelling of --id" },
-    "idle-timeout": { type: "string", description: "end sessions unused for this many seconds (default: never)" },
-    "install-service": { type: "boolean", description: "write a systemd unit (launchd plist) that runs this node with these arguments, less the token" },
-    system: { type: "boolean", description: "with --install-service: a system service (root), instead of your user's" },
-    "run-as": { type: "string", description: "with --install-service --system: the user the node runs as" },
-    print: { type: "boolean", description: "with --install-service: print the unit, write nothing" },
-  },
+  args: cittyArgs(findCommand(PYTHOND, "join")!, ["url"]),
   async run({ args }) {
     const { parseLabels } = await import("../protocol/fleet.ts");
     const url = args.url ?? args["server-url"];
@@ -63,7 +50,7 @@ const join = defineCommand({
 export async function main(argv: string[]): Promise<number> {
   rawArgv = argv;
   if (argv.some((a) => a === "--help" || a === "-h")) {
-    line(await renderUsage(join as CommandDef));
+    line(commandHelp("pythond", findCommand(PYTHOND, "join")!));
     return 0;
   }
   try {

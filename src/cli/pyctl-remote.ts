@@ -7,6 +7,7 @@ import { ReplyError, request } from "../client/api.ts";
 import { Client } from "../client/connect.ts";
 import type { RemoteOptions } from "../ingress/remote-setup.ts";
 import { PythondError } from "../protocol/errors.ts";
+import { checkName } from "../protocol/names.ts";
 import { errLine, line } from "./out.ts";
 
 /** Every value of a repeatable option (citty keeps only the last): `--x a --x=b --x c,d`. */
@@ -91,6 +92,8 @@ export const connect = defineCommand({
     tls: { type: "boolean", description: "use TLS (always on for non-loopback hosts)" },
   },
   async run({ args }) {
+    checkName(args.name);
+    if (/\s/.test(args.endpoint)) throw new PythondError("usage", `invalid endpoint: ${JSON.stringify(args.endpoint)}`);
     const token = await readToken(args.token as string | undefined, args["token-file"] as string | undefined);
     if (/\s/.test(token)) throw new PythondError("usage", "a token has no spaces");
     const client = await Client.open();
@@ -106,6 +109,7 @@ export const disconnect = defineCommand({
   meta: { name: "disconnect", description: "drop a remote proxy" },
   args: { name: { type: "positional", required: true, description: "the proxy's name" } },
   async run({ args }) {
+    checkName(args.name);
     const client = await Client.open();
     try {
       line(await request(client, "disconnect", [args.name]));
@@ -119,20 +123,26 @@ export const disconnect = defineCommand({
  * `pyctl status` with PYTHOND_HOST (or in local TCP mode): endpoint, liveness, and on stderr why
  * not; returns the exit code.
  */
-export async function remoteStatus(): Promise<number> {
+export async function remoteStatus(json = false): Promise<number> {
   const { endpointLabel, remoteFromEnv } = await import("../client/remote.ts");
+  let endpoint = "";
   try {
     const ep = remoteFromEnv()!;
-    line(`endpoint: ${endpointLabel(ep)}`);
+    endpoint = endpointLabel(ep);
+    if (!json) line(`endpoint: ${endpoint}`);
     const client = await Client.open({ remote: ep });
-    const info = JSON.parse(await request(client, "hello")) as { version: string; pid: number };
+    const info = JSON.parse(await request(client, "hello")) as { version: string; pid: number; listen?: string[] };
     client.close();
+    if (json) {
+      line(JSON.stringify({ endpoint, alive: true, pid: info.pid, version: info.version, listen: info.listen ?? [] }));
+      return 0;
+    }
     line("alive: True");
     line(`pid: ${info.pid}`);
     line(`version: ${info.version}`);
     return 0;
   } catch (e) {
-    line("alive: False");
+    line(json ? JSON.stringify({ endpoint, alive: false }) : "alive: False");
     errLine(e instanceof ReplyError ? e.reply : PythondError.from(e).toFrame());
     return 1;
   }

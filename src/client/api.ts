@@ -40,7 +40,7 @@ export async function runStreaming(
   client: Client,
   name: string,
   code: string,
-  opts: { timeout?: number; cmd?: string; args?: string[] },
+  opts: { timeout?: number; cmd?: string; args?: string[]; onCell?: (id: string) => void },
   onOutput: (chunk: Uint8Array) => void,
 ): Promise<RunResult> {
   const args = opts.args ?? [name, ...(opts.timeout ? ["--timeout", String(opts.timeout)] : [])];
@@ -64,6 +64,7 @@ export async function runStreaming(
     const started = cellIdOf(m.text);
     if (started !== undefined) {
       cellId = started;
+      opts.onCell?.(cellId);
       continue;
     }
     if (!isError(m.text)) return { cellId, ok: true, final: m.text };

@@ -6,7 +6,8 @@
  */
 import { PythondError } from "../protocol/errors.ts";
 import { CLIENT_OFFER, SUBPROTOCOL_CODES } from "../protocol/version.ts";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { restartMarker, runtimeDir, socketExplicit, socketPath } from "../paths.ts";
 import { checkDaemonSocket } from "../secure-fs.ts";
 import type { RemoteEndpoint } from "./remote.ts";
@@ -53,7 +54,7 @@ export class Client {
    * verbatim (proxy links relay them).
    */
   static async open(
-    opts: { socket?: string; protocols?: string[]; remote?: RemoteEndpoint | null; explain?: boolean } = {},
+    opts: { socket?: string; protocols?: string[]; remote?: RemoteEndpoint | null; explain?: boolean; noWait?: boolean } = {},
   ): Promise<Client> {
     const tcp = process.env.PYTHOND_HOST || process.platform === "win32" || process.env.PYTHOND_LOCAL_TCP === "1";
     if (opts.remote || (opts.remote === undefined && !opts.socket && tcp)) return Client.openTcp(opts);
@@ -68,8 +69,10 @@ export class Client {
         ws.onerror = () => resolve(false);
       });
       if (ok) return new Client(ws, sock);
-      // A daemon restarting in place leaves a marker: wait for its successor instead of failing.
-      if (Date.now() > deadline || !existsSync(restartMarker(runtimeDir(sock)))) {
+      // A daemon restarting in place leaves a marker, and one starting (a supervisor's restart
+      // after a crash: it adopts the sessions before it listens) holds the start lock: wait for
+      // it instead of failing.
+      if (opts.noWait || Date.now() > deadline || !daemonComing(runtimeDir(sock))) {
         throw new PythondError("daemon_unreachable", `no daemon at ${sock} -- start one with: pythond daemon (or: pyctl start)`);
       }
       await Bun.sleep(20);
@@ -116,6 +119,29 @@ export class Client {
 
   close(): void {
     this.ws.close();
+  }
+}
+
+/** A daemon is on its way: restarting in place, or holding the start lock (src/daemon/lock.ts). */
+function daemonComing(runtime: string): boolean {
+  if (existsSync(restartMarker(runtime))) return true;
+  let pid = 0;
+  try {
+    pid = Number(readFileSync(join(runtime, "daemon.lock"), "utf8").trim());
+  } catch {
+    return false;
+  }
+  if (!(pid > 0)) return false;
+  try {
+    process.kill(pid, 0); // the lock holder writes its pid; a dead one leaves it behind
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat[stat.lastIndexOf(")") + 2] !== "Z";
+  } catch {
+    return true;
   }
 }
 

@@ -16,6 +16,7 @@
  * not a failure of the call: its result has ok false and the traceback in `error`
  * (`result.check()` turns it into an execution_failed error).
  */
+import { cellIdOf, isError, OK } from "../protocol/replies.ts";
 import { PythondError } from "../protocol/errors.ts";
 import { buildFrame } from "../protocol/frame.ts";
 import { OK, cellIdOf, isError } from "../protocol/replies.ts";
@@ -252,8 +253,9 @@ export class Session {
           if (text) emit(text);
           continue;
         }
-        if (cellIdOf(m.text) !== undefined) {
-          cellId = cellIdOf(m.text)!;
+        const started = cellIdOf(m.text);
+        if (started !== undefined) {
+          cellId = started;
           try {
             opts.onCell?.(cellId);
           } catch (error) {

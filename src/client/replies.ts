@@ -6,6 +6,7 @@
  * may use); replies that carry only the message (today's pythond.1 and pythond.0.4 text) are
  * classified by the message, whose wording the README documents and tests pin. Both forms parse.
  */
+import { isError } from "../protocol/replies.ts";
 import { ERROR_CODES, PythondError, type ErrorCode } from "../protocol/errors.ts";
 import { isError } from "../protocol/replies.ts";
 
@@ -29,7 +30,7 @@ const BY_MESSAGE: Array<[RegExp, ErrorCode]> = [
  * to carry codes (pythond.1+codes), so a tag is always one.
  */
 export function classifyError(text: string, codes = false): { code: ErrorCode; message: string } {
-  const body = isError(text) ? text.slice(text.indexOf(" ") + 1) : text;
+  const body = isError(text) ? text.slice(4) : text;
   const tagged = /^([a-z_]+): /.exec(body);
   if (tagged && Object.hasOwn(ERROR_CODES, tagged[1]!)) {
     if (codes) return { code: tagged[1] as ErrorCode, message: body.slice(tagged[0].length) };

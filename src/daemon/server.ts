@@ -26,6 +26,8 @@ import type { RemoteAccess } from "../ingress/listen-tcp.ts";
 import type { RemoteOptions } from "../ingress/remote-setup.ts";
 import { InflightBudget, withBudget } from "./inflight.ts";
 import { acquireStartLock } from "./lock.ts";
+import { reapInherited } from "./reap.ts";
+import { daemonOut, type DaemonOut, type LogLevel } from "./log-out.ts";
 import { Proxies } from "../proxy/proxy.ts";
 import { serveLink } from "../proxy/serve.ts";
 import { Registry } from "../sessions/registry.ts";
@@ -42,6 +44,8 @@ export interface DaemonOptions {
   argv?: string[];
   /** TCP/TLS access (--listen, local TCP mode); see listen-tcp.ts. */
   remote?: RemoteOptions;
+  /** What goes to stderr (log-out.ts); access.log keeps everything. */
+  logLevel?: LogLevel;
   /** Fleet hub: seconds between heartbeats to each node (--heartbeat; default 10). */
   heartbeat?: number;
   /** The role name `pyctl restart` starts again with (default "daemon"; a node: "join"). */
@@ -62,9 +66,12 @@ export const DEFAULT_MAX_FRAME = 64 * 1024 * 1024 + 4096;
 type WSData = { conn?: ClientConn; link?: ServerWsChannel<WSData>; protocol: string; peer: string; caller: "local" | "remote"; connId?: number };
 type WS = ServerWebSocket<WSData>;
 
+let out: DaemonOut | undefined;
+
 function say(msg: string): void {
   flushAccessLogs(); // the ACCESS lines before it stay before it on stderr
-  process.stderr.write(`pythond: ${msg}\n`);
+  if (out) out.say(msg);
+  else process.stderr.write(`pythond: ${msg}\n`);
 }
 
 async function probe(sock: string): Promise<"live" | "stale" | "absent"> {
@@ -80,6 +87,8 @@ async function probe(sock: string): Promise<"live" | "stale" | "absent"> {
 
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const sock = opts.socket;
+  out = await daemonOut(opts.logLevel);
+  reapInherited(); // workers a previous image of this process started (restart in place)
   const runtime = prepareRuntime(sock);
   const homeProblem = prepareHome();
   const lock = acquireStartLock(runtime);
@@ -101,7 +110,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       throw e;
     }
   }
-  const log = new AccessLog(runtime);
+  const log = new AccessLog(runtime, out.mirror);
   const proxies = new Proxies(runtime, log, say);
   let fleet: import("../fleet/hub/hub.ts").FleetHub | undefined;
   let node: { close(): void } | undefined;
@@ -162,6 +171,18 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     // The role (daemon or join) is kept so a fleet node restarts as a node.
     const self = process.execPath.replace(/ \(deleted\)$/, "");
     const cmd = [self, ...(compiled ? [] : [Bun.main]), opts.role ?? "daemon", ...(opts.argv ?? [])];
+    flushAccessLogs();
+    // In place: the same process id, terminal, process group and parent, so a foreground daemon
+    // stays in the foreground (Ctrl-C reaches it) and a supervisor sees no exit. Bun implements
+    // Node's process.execve (execve(2)); where it is missing (Windows), start a successor.
+    const execve = (process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never }).execve;
+    if (execve && process.platform !== "win32") {
+      try {
+        execve(self, cmd, process.env);
+      } catch (e) {
+        say(`restart in place failed (${(e as Error).message}); starting a new process instead`);
+      }
+    }
     const next = Bun.spawn(cmd, { stdio: ["ignore", "inherit", "inherit"], detached: true, env: process.env });
     next.unref();
     process.exit(0);

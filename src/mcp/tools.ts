@@ -5,9 +5,9 @@
  * truthful session state (a dead session says so and that its namespace is gone), interrupts
  * that report what they interrupted, and figures as images with the path of the full file.
  */
+import { errReply, okReply } from "../protocol/replies.ts";
 import { readFileSync } from "node:fs";
 import { PythondError } from "../protocol/errors.ts";
-import { okReply } from "../protocol/replies.ts";
 import { connect, type PythondClient, type RunResult } from "../client/lib.ts";
 import { CellRuns, within, type CellEnd, type CellRecord } from "./cells.ts";
 import { byteRange, extractFigures, shapeOutput, type Figure } from "./shape.ts";
@@ -31,7 +31,7 @@ const text = (t: string, isError = false): ToolResult => ({ content: [{ type: "t
 /** A failed call as the agent should read it: the stable code, the message, and what it means. */
 export function errorResult(e: unknown, session?: string): ToolResult {
   const err = PythondError.from(e);
-  let t = err.toFrame(true);
+  let t = errReply(err, true); // `ERR <code>: <message>`
   if (err.code === "session_dead") {
     t = `session died: ${err.message}\nIts namespace is gone (variables, imports, open files). Start it again with new_session(name="${session}", replace=true).`;
   }

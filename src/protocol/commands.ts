@@ -24,6 +24,12 @@ export type Caller = "local" | "remote" | "hub" | "node";
 
 /** Who may send the commands of a session or of a daemon's own, unless the table says otherwise. */
 export const CLIENT_CALLERS: readonly Caller[] = ["local", "remote", "hub"];
+/**
+ * The daemon's control commands (stop, restart, connect, disconnect): its owner, on the local
+ * socket or authenticated over TCP/TLS (full access once authenticated, as with SSH: such a client
+ * can already run code as the daemon's user). Never a hub asking its node.
+ */
+const OWNER: readonly Caller[] = ["local", "remote"];
 
 export type TargetKind = "session" | "none";
 export type Via = "run" | "request" | "attach";
@@ -61,7 +67,7 @@ export const COMMANDS = {
   fork: { synopsis: "fork <name>\\n<code>", min: 1, max: 2, target: "session", via: "request" },
   poll: { synopsis: "poll <name> [cell_id]", min: 1, max: 2, target: "session", via: "request" },
   wait: { synopsis: "wait <name> <cell_id> [--timeout S]", min: 2, max: 2, valued: ["timeout"], target: "session", via: "run" },
-  int: { synopsis: "int <name>", min: 1, max: 1, target: "session", via: "request" },
+  int: { synopsis: "int <name> [cell_id]", min: 1, max: 2, target: "session", via: "request" },
   kill: { synopsis: "kill <name>", min: 1, max: 1, target: "session", via: "request" },
   ls: { synopsis: "ls [node]", min: 0, max: 1 },
   status: { synopsis: "status <name>", min: 1, max: 1, target: "session", via: "request" },
@@ -70,12 +76,12 @@ export const COMMANDS = {
   attach: { synopsis: "attach <name> [rows cols] [--read-only]", min: 1, max: 3, switches: ["read-only"], target: "session", via: "attach" },
   detach: { synopsis: "detach", min: 0, max: 0 },
   resize: { synopsis: "resize <name> <rows> <cols>", min: 3, max: 3, target: "session", via: "attach" },
-  stop: { synopsis: "stop [--keep-sessions]", min: 0, max: 0, switches: ["keep-sessions"], callers: ["local"] },
-  restart: { synopsis: "restart", min: 0, max: 0, callers: ["local"] },
+  stop: { synopsis: "stop [--keep-sessions]", min: 0, max: 0, switches: ["keep-sessions"], callers: OWNER },
+  restart: { synopsis: "restart", min: 0, max: 0, callers: OWNER },
   hello: { synopsis: "hello", min: 0, max: 0 },
   /** Remote proxies (src/proxy/proxy.ts): `<name>` then stands for the session of that name there, `<name>/<s>` for its session s. */
-  connect: { synopsis: "connect <name> <host:port> <token> [--tls]", min: 3, max: 3, switches: ["tls"], callers: ["local"] },
-  disconnect: { synopsis: "disconnect <name>", min: 1, max: 1, callers: ["local"] },
+  connect: { synopsis: "connect <name> <host:port> <token> [--tls]", min: 3, max: 3, switches: ["tls"], callers: OWNER },
+  disconnect: { synopsis: "disconnect <name>", min: 1, max: 1, callers: OWNER },
   /** Fleet (src/fleet/hub): the hub's nodes; never asked by a hub of a node (node management). */
   nodes: { synopsis: "nodes [--json]", min: 0, max: 0, switches: ["json"], callers: ["local", "remote"] },
   "node-forget": { synopsis: "node-forget <id>", min: 1, max: 1, callers: ["local"] },

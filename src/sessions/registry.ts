@@ -54,7 +54,7 @@ export class Registry {
   /** The live session, or a clear error (missing, starting, dead and why). */
   get(name: string): Session & { link: WorkerLink } {
     const s = this.sessions.get(name);
-    if (!s) throw new PythondError("no_session", `no session '${name}' -- create it first with: new ${name}`);
+    if (!s) throw new PythondError("no_session", `no session '${name}' -- create it first with: pysh new ${name}`);
     if (s.state === "incompatible") {
       throw new PythondError("worker_incompatible", `session '${name}' ${s.reason} -- end it with: kill ${name}`);
     }
@@ -68,7 +68,7 @@ export class Registry {
   async create(name: string, opts: { replace?: boolean; python?: string; cwd?: string; idleTimeout?: number }): Promise<Session> {
     const old = this.sessions.get(name);
     if (old && old.state !== "dead") {
-      if (!opts.replace) throw new PythondError("session_exists", `session '${name}' already exists`);
+      if (!opts.replace) throw new PythondError("session_exists", `session '${name}' already exists (pysh new ${name} --replace replaces it)`);
       await this.kill(name);
     }
     const placeholder: Session = { name, state: "starting", pid: 0 };
@@ -154,7 +154,7 @@ export class Registry {
   /** SIGTERM to the worker's process group, SIGKILL after 3 s; the record goes too. */
   async kill(name: string): Promise<void> {
     const s = this.sessions.get(name);
-    if (!s) throw new PythondError("no_session", `no session '${name}' -- create it first with: new ${name}`);
+    if (!s) throw new PythondError("no_session", `no session '${name}' -- create it first with: pysh new ${name}`);
     this.sessions.delete(name);
     if (s.state !== "dead" && s.pid) {
       const pgid = s.record?.pgid ?? s.pid;

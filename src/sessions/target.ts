@@ -8,6 +8,7 @@
  *            request each; the worker's reply goes out as it is: JSON as text, strings as they are)
  *   attach   attach, resize (attach.ts)
  */
+import { statSync } from "node:fs";
 import type { Request } from "../protocol/commands.ts";
 import { PythondError, isErrorCode } from "../protocol/errors.ts";
 import { decodePathArg } from "../protocol/frame.ts";
@@ -48,6 +49,7 @@ export class LocalTarget implements Target {
       case "new": {
         const python = pathOpt(req.opts.python);
         const cwd = pathOpt(req.opts.cwd);
+        if (cwd !== undefined && !isDirectory(cwd)) throw new PythondError("usage", `--cwd ${cwd}: no such directory`);
         const idle = parseSeconds(req.opts["idle-timeout"], "--idle-timeout") ?? this.idleTimeout;
         const s = await this.registry.create(name, { replace: req.opts.replace === true, python, cwd, idleTimeout: idle });
         conn.reply.text(okReply(`${name} pid=${s.pid}`));
@@ -75,6 +77,8 @@ export class LocalTarget implements Target {
         return this.call(conn, "complete", {}, text);
       }
       case "int":
+        // `int <name> <cell_id>`: that cell only (pysh run's Ctrl-C must not stop the forks)
+        return this.call(conn, "int", req.args[1] ? { cell: req.args[1] } : {});
       case "vars":
         return this.call(conn, req.cmd);
       default:
@@ -135,4 +139,12 @@ export function parseSeconds(v: string | true | undefined, what: string): number
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new PythondError("usage", `${what} takes a number of seconds > 0 (got ${String(v)})`);
   return n;
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }

@@ -294,7 +294,7 @@ describe("protocol", () => {
 
   test("errors: missing session, bad size, already attached", async () => {
     const c = await rawClient(d.e.sock, ["pythond.1"]);
-    expect(await c.ask("attach nope")).toBe("ERR no session 'nope' -- create it first with: new nope");
+    expect(await c.ask("attach nope")).toBe("ERR no session 'nope' -- create it first with: pysh new nope");
     expect(await c.ask("attach raw 0 80")).toStartWith("ERR usage: attach <name> [rows cols] [--read-only]");
     expect(await c.ask("resize raw 10")).toBe("ERR usage: resize <name> <rows> <cols>");
     expect(await c.ask("attach raw")).toBe("OK attached");

@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { accessLogWith, alive, BIN, exec, makeEnv, startDaemon, until } from "./harness.ts";
+import { accessLogWith, alive, BIN, exec, makeEnv, rawClient, startDaemon, until } from "./harness.ts";
 
 describe("start", () => {
   test("socket 0600 in 0700 directories; a second daemon on a live socket is refused", async () => {
@@ -89,7 +89,9 @@ describe("access log", () => {
     await using d = await startDaemon();
     await d.pysh(["new", "work"]);
     await d.pysh(["run", "work", "secret_value = 'hunter2'"]);
-    await d.pysh(["run", "Bad Name", "1"]);
+    const raw = await rawClient(d.e.sock); // pysh refuses the name itself, before framing
+    expect(await raw.ask("run Bad\n1")).toStartWith("ERR invalid session name");
+    raw.close();
     const path = join(d.e.dir, "run", "pythond", "access.log");
     expect(statSync(path).mode & 0o777).toBe(0o600);
     const log = await accessLogWith(d, /session=invalid status=error/);

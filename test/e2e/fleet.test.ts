@@ -59,6 +59,19 @@ describe("joining", () => {
     expect((await hub.pysh(["ls"])).stdout).toMatch(/^  worker-1: node online 127\.0\.0\.1:\d+ \w+\/\w+ 0 sessions$/m);
   });
 
+  test("completion offers the hub's node names (pysh sh/ls/put, pyctl node forget)", async () => {
+    const id2 = (JSON.parse((await hub.pysh(["nodes", "--json"])).stdout) as Array<{ id: string }>).map((n) => n.id).find((i) => i !== "worker-1")!;
+    expect((await hub.pysh(["__complete", "sh", ""])).stdout.split("\n").filter(Boolean).sort()).toEqual([id2, "worker-1"].sort());
+    expect((await hub.pysh(["__complete", "ls", "work"])).stdout).toBe("worker-1\n");
+    expect((await hub.pysh(["__complete", "put", "wor"])).stdout).toBe("worker-1\n");
+    expect((await hub.pyctl(["__complete", "node", ""])).stdout).toBe("forget\n");
+    expect((await hub.pyctl(["__complete", "node", "forget", "worker"])).stdout).toBe("worker-1\n");
+    // the table checks the line first: an unknown option of a node command does nothing
+    const r = await hub.pysh(["sh", "worker-1", "--no-such", "--", "touch", "/nonexistent-never"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toStartWith("ERR unknown option --no-such for pysh sh; ");
+  });
+
   test("the node is an ordinary daemon: its own socket and sessions, no port opened", async () => {
     expect((await w1.pysh(["new", "mine"])).code).toBe(0);
     expect((await w1.pysh(["run", "mine", "6 * 7"])).stdout).toBe("42\n");

@@ -38,8 +38,10 @@ async function readUntil(stream: ReadableStream<Uint8Array>, text: string): Prom
   return seen;
 }
 
+/** The running run cell (poll without an id names the latest fire/fork cell only, issue 16). */
 async function latestCell(name: string): Promise<{ cell_id: string; status: string; output: string }> {
-  return JSON.parse((await d.pysh(["poll", name])).stdout);
+  const running = JSON.parse((await d.pysh(["status", name])).stdout).running as string[];
+  return JSON.parse((await d.pysh(["poll", name, running.at(-1) ?? "000000000000"])).stdout);
 }
 
 describe("a client killed mid-run", () => {
@@ -74,12 +76,14 @@ describe("a client killed mid-run", () => {
     // Memory is sampled while flow control holds the cell back; after the kill the daemon acks and
     // drops the rest, and those dropped chunks are garbage JSC collects lazily (not held data).
     clearInterval(sample);
+    const id = (await latestCell("work")).cell_id;
     client.kill("SIGKILL");
     await client.exited;
     await until(() => existsSync(done), "the cell to complete after its client died");
     // the flag file is written just before the cell's last line: wait for the cell itself
-    await until(async () => (await latestCell("work")).status !== "running", "the cell to end");
-    const cell = await latestCell("work");
+    const pollId = async () => JSON.parse((await d.pysh(["poll", "work", id])).stdout);
+    await until(async () => (await pollId()).status !== "running", "the cell to end");
+    const cell = await pollId();
     expect(cell.status).toBe("done");
     expect(cell.output.endsWith("yyyyend")).toBe(true);
     expect((peak - before) / 2 ** 20).toBeLessThan(32); // the daemon never held the 64 MiB

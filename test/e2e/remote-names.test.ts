@@ -45,7 +45,7 @@ describe("proxy/session names", () => {
     expect(JSON.parse((await onA("vars", "srv/work")).stdout).vars).toEqual(expect.arrayContaining(["w", "v"]));
     expect(JSON.parse((await onA("complete", "srv/work", "os.pat")).stdout).matches).toContain("os.path");
     expect((await onA("int", "srv/work")).code).toBe(0);
-    expect((await onA("run", "srv/nope", "1")).stderr).toBe("ERR no session 'nope' -- create it first with: new nope\n");
+    expect((await onA("run", "srv/nope", "1")).stderr).toBe("ERR no session 'nope' -- create it first with: pysh new nope\n");
   });
 
   test("new and kill of srv/<name> create and end a session on B", async () => {
@@ -75,7 +75,7 @@ describe("proxy/session names", () => {
   test("errors keep their code through the proxy for pythond.1+codes clients", async () => {
     const c = await rawClient(a.e.sock, ["pythond.1+codes"]);
     expect(c.protocol).toBe("pythond.1+codes");
-    expect(await c.ask("status srv/nope")).toBe("ERR no_session: no session 'nope' -- create it first with: new nope");
+    expect(await c.ask("status srv/nope")).toBe("ERR no_session: no session 'nope' -- create it first with: pysh new nope");
     c.send("run srv/work\n1/0");
     expect(String(await c.next())).toStartWith("CELL ");
     expect(String(await c.next())).toMatch(/^ERR execution_failed: execution failed\nTraceback[^]*ZeroDivisionError/);

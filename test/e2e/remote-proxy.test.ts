@@ -188,6 +188,6 @@ describe("A's proxies", () => {
     await until(async () => (await onA("run", "srv", "x")).stdout === "41\n", "the restored proxy to work");
     expect((await a.pyctl(["disconnect", "srv"])).stdout).toBe("OK disconnected srv\n");
     const gone = await onA("run", "srv", "x");
-    expect(gone.stderr).toBe("ERR no session 'srv' -- create it first with: new srv\n");
+    expect(gone.stderr).toBe("ERR no session 'srv' -- create it first with: pysh new srv\n");
   });
 });

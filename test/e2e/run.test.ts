@@ -61,15 +61,17 @@ describe("errors", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("SyntaxError");
   });
-  test("sys.exit(3) is reported and the session lives", async () => {
+  test("sys.exit(3) exits 3 (as python -c), SystemExit('msg') 1, sys.exit(0) 0; the session lives", async () => {
     const r = await run("import sys; sys.exit(3)");
-    expect(r).toEqual({ code: 1, stdout: "", stderr: "ERR execution failed\nexit(3)\n" });
+    expect(r).toEqual({ code: 3, stdout: "", stderr: "ERR execution failed\nexit(3)\n" });
+    expect(await run("raise SystemExit('bye')")).toEqual({ code: 1, stdout: "", stderr: "ERR execution failed\nexit(bye)\n" });
+    expect(await run("print('x'); sys.exit()")).toEqual({ code: 0, stdout: "x\n", stderr: "" });
     expect((await run("1")).stdout).toBe("1\n");
   });
   test("missing session", async () => {
     const r = await d.pysh(["run", "nope", "1"]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe("ERR no session 'nope' -- create it first with: new nope\n");
+    expect(r.stderr).toBe("ERR no session 'nope' -- create it first with: pysh new nope\n");
   });
   test("input() fails at once with a clear message", async () => {
     const r = await run("input('name? ')");

@@ -25,7 +25,7 @@ describe("new", () => {
   test("an existing name is refused unless --replace", async () => {
     await d.pysh(["run", "work", "keep = 1"]);
     const r = await d.pysh(["new", "work"]);
-    expect(r).toEqual({ code: 1, stdout: "", stderr: "ERR session 'work' already exists\n" });
+    expect(r).toEqual({ code: 1, stdout: "", stderr: "ERR session 'work' already exists (pysh new work --replace replaces it)\n" });
     expect((await d.pysh(["run", "work", "keep"])).stdout).toBe("1\n");
     const r2 = await d.pysh(["new", "work", "--replace"]);
     expect(r2.stdout).toMatch(/^OK work pid=\d+\n$/);
@@ -33,13 +33,15 @@ describe("new", () => {
   });
   test("extra words are refused", async () => {
     const r = await d.pysh(["new", "two", "words"]);
-    expect(r.stderr).toBe("ERR new takes a name only (got extra: words)\n");
+    expect(r.stderr).toBe(
+      "ERR usage: pysh new <name> [--replace] [--python PATH] [--cwd DIR] [--idle-timeout S] (unexpected: words) -- see: pysh new --help\n",
+    );
     expect(r.code).toBe(1);
   });
   test("invalid names", async () => {
     for (const bad of ["Work", "a.b", "con", "lpt1", "nul", "x".repeat(81), "a/b"]) {
       const r = await d.pysh(["new", bad]);
-      expect(r).toEqual({ code: 1, stdout: "", stderr: "ERR invalid session name\n" });
+      expect(r).toEqual({ code: 1, stdout: "", stderr: "ERR invalid session name (lowercase a-z, 0-9, _ and -, up to 80 characters)\n" });
     }
     expect((await d.pysh(["new", "x".repeat(80)])).code).toBe(0);
     expect((await d.pysh(["kill", "x".repeat(80)])).code).toBe(0);
@@ -75,7 +77,8 @@ describe("ls, status, vars, complete", () => {
   });
   test("vars: public names in insertion order", async () => {
     await d.pysh(["run", "work", "zeta = 1; alpha = 2; _hidden = 3"]);
-    expect(JSON.parse((await d.pysh(["vars", "work"])).stdout)).toEqual({ vars: ["zeta", "alpha"] });
+    const pre = ["os", "sys", "json", "subprocess", "shutil", "hashlib", "time", "re", "glob", "sqlite3", "socket"];
+    expect(JSON.parse((await d.pysh(["vars", "work"])).stdout)).toEqual({ vars: [...pre, "zeta", "alpha"] });
   });
   test("complete: rlcompleter semantics", async () => {
     await d.pysh(["run", "work", "import os"]);

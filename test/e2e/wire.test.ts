@@ -127,7 +127,7 @@ describe("bad input", () => {
     expect(await c.ask("run")).toBe("ERR usage: run <name>\\n<code>");
     expect(await c.ask("complete")).toBe("ERR usage: complete <name> <text>");
     expect(await c.ask("new a b c")).toBe("ERR new takes a name only (got extra: b c)");
-    expect(await c.ask("run Bad\n1")).toBe("ERR invalid session name");
+    expect(await c.ask("run Bad\n1")).toBe("ERR invalid session name (lowercase a-z, 0-9, _ and -, up to 80 characters)");
     expect(await c.ask("run work --timeout -3\n1")).toBe("ERR --timeout takes a number of seconds > 0 (got -3)");
     expect(await c.ask("toString")).toBe("ERR unknown: toString");
     expect(await c.ask("__proto__")).toBe("ERR unknown: __proto__");

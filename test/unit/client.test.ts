@@ -1,24 +1,39 @@
 /** Client-side pieces: code arguments, output newline rule, access-log escaping, worker framing. */
 import { describe, expect, test } from "bun:test";
-import { parseCodeArgs } from "../../src/cli/code-arg.ts";
+import { PYSH } from "../../src/cli/pysh-commands.ts";
+import { closest, parseArgs } from "../../src/cli/spec.ts";
 import { escapeValue } from "../../src/daemon/access-log.ts";
 import { encodeWorkerFrame, WorkerFrameReader } from "../../src/link/frame.ts";
 
-describe("parseCodeArgs", () => {
+const RUN = PYSH.commands.find((c) => c.name === "run")!;
+const parse = (argv: string[]) => parseArgs("pysh", RUN, argv);
+
+describe("parseArgs (code commands)", () => {
   test("name, options, then code joined with spaces", () => {
-    expect(parseCodeArgs(["work", "--timeout", "3", "print(1)", "+", "2"], 1, ["timeout"])).toEqual({
+    expect(parse(["work", "--timeout", "3", "print(1)", "+", "2"])).toMatchObject({
       opts: { timeout: "3" },
       positional: ["work"],
       code: "print(1) + 2",
+      help: false,
     });
+    expect(parse(["work", "--timeout=3", "x"]).opts).toEqual({ timeout: "3" });
   });
-  test("code that looks like a flag is code", () => {
-    expect(parseCodeArgs(["work", "-1", "+", "2"], 1, ["timeout"]).code).toBe("-1 + 2");
-    expect(parseCodeArgs(["work", "--", "--timeout"], 1, ["timeout"]).code).toBe("--timeout");
-    expect(parseCodeArgs(["work", "--x"], 1, ["timeout"]).code).toBe("--x");
+  test("code that looks like a flag is code; an unknown --option is refused; -- ends options", () => {
+    expect(parse(["work", "-1", "+", "2"]).code).toBe("-1 + 2");
+    expect(parse(["work", "--", "--timeout"]).code).toBe("--timeout");
+    expect(() => parse(["work", "--x"])).toThrow("unknown option --x for pysh run; valid: --timeout, --selector, --all, --session, --max-concurrency, --json, --help");
+    expect(() => parse(["work", "--timout", "3", "x"])).toThrow("(did you mean --timeout?)");
+    expect(parse(["work", "print('--help')"]).code).toBe("print('--help')");
+    expect(parse(["work", "--help"]).help).toBe(true);
   });
-  test("no code", () => {
-    expect(parseCodeArgs(["work"], 1).code).toBeNull();
+  test("no code; missing name; missing value", () => {
+    expect(parse(["work"]).code).toBeNull();
+    expect(() => parse([])).toThrow("usage: pysh run <name> [--timeout S] [--selector K=V,…] [--all] [--session NAME] [--max-concurrency N] [--json] <code|@file|->");
+    expect(() => parse(["work", "--timeout"])).toThrow("--timeout needs a value (S)");
+  });
+  test("did you mean: edit distance up to 2", () => {
+    expect(closest("keep-session", ["keep-sessions"])).toBe("keep-sessions");
+    expect(closest("zzz", ["keep-sessions"])).toBeUndefined();
   });
 });
 

@@ -57,9 +57,10 @@ describe("the command table", () => {
       if (cmd !== "run") for (const o of [...(spec.valued ?? []), ...(spec.switches ?? [])]) expect(spec.synopsis).toContain(`--${o}`);
     });
   }
-  test("no command is open to nodes by default; the daemon's own management is local", () => {
+  test("no command is open to nodes by default; the daemon's own management is its owner's (local or authenticated remote), never a hub's", () => {
     expect(CLIENT_CALLERS).not.toContain("node");
-    for (const cmd of ["connect", "disconnect"] as const) expect(COMMANDS[cmd].callers).toEqual(["local"]);
+    for (const cmd of ["stop", "restart", "connect", "disconnect"] as const) expect(COMMANDS[cmd].callers).toEqual(["local", "remote"]);
+    expect(COMMANDS["node-forget"].callers).toEqual(["local"]);
   });
 });
 

@@ -39,19 +39,20 @@ describe("dispatch", () => {
     const coded = core.client(SUBPROTOCOL_CODES);
     const plain = core.client(SUBPROTOCOL);
     const legacy = core.client(SUBPROTOCOL_LEGACY);
-    expect(await coded.ask("run nope\n1")).toBe("ERR no_session: no session 'nope' -- create it first with: new nope");
-    expect(await plain.ask("run nope\n1")).toBe("ERR no session 'nope' -- create it first with: new nope");
-    expect(await legacy.ask("run nope\n1")).toBe("ERR no session 'nope' -- create it first with: new nope");
+    expect(await coded.ask("run nope\n1")).toBe("ERR no_session: no session 'nope' -- create it first with: pysh new nope");
+    expect(await plain.ask("run nope\n1")).toBe("ERR no session 'nope' -- create it first with: pysh new nope");
+    expect(await legacy.ask("run nope\n1")).toBe("ERR no session 'nope' -- create it first with: pysh new nope");
     expect(await coded.ask("run\n1")).toBe("ERR usage: usage: run <name>\\n<code>");
     expect(await coded.ask("frobnicate")).toBe("ERR unknown_command: unknown: frobnicate");
-    expect(await coded.ask("run Bad\n1")).toBe("ERR invalid_name: invalid session name");
+    expect(await coded.ask("run Bad\n1")).toBe("ERR invalid_name: invalid session name (lowercase a-z, 0-9, _ and -, up to 80 characters)");
   });
 
   test("the caller is checked on every path, the plain run included", async () => {
     core = new Core();
     await core.session("w");
-    const remote = core.client(SUBPROTOCOL, "remote");
-    expect(await remote.ask("connect x 127.0.0.1:1 tok")).toBe("ERR connect is only accepted on the local socket");
+    const asHub = core.client(SUBPROTOCOL, "hub");
+    expect(await asHub.ask("connect x 127.0.0.1:1 tok")).toBe("ERR connect is not accepted from a hub caller");
+    expect(await asHub.ask("node-forget n1")).toBe("ERR node-forget is only accepted on the local socket");
     const node = core.client(SUBPROTOCOL, "node");
     expect(await node.ask("run w\nprint:hi")).toBe("ERR run is not accepted from a node caller");
     expect(await node.ask("ls")).toBe("ERR ls is not accepted from a node caller");

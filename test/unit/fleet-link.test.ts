@@ -107,7 +107,7 @@ describe("node/session through the link", () => {
         fail: () => resolve(),
       }),
     );
-    expect(texts).toEqual(["ERR not_local: stop is only accepted on the local socket"]);
+    expect(texts).toEqual(["ERR not_local: stop is not accepted from a hub caller"]);
     expect(fleet.node.stopped).toEqual([]);
     expect(fleet.node.log()).toMatch(/event=result conn_id=\d+ peer=hub:test cmd=stop .*status=error/);
   });

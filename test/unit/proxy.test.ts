@@ -56,7 +56,7 @@ describe("proxy over the multiplexer", () => {
     expect(await c.ask("vars srv/work")).toBe('["x","y"]');
     c.send("run srv work\nfail:boom");
     expect((await c.until((t) => t.startsWith("ERR"))).at(-1)).toBe("ERR execution failed\nboom");
-    expect(await c.ask("status srv/nope")).toBe("ERR no session 'nope' -- create it first with: new nope");
+    expect(await c.ask("status srv/nope")).toBe("ERR no session 'nope' -- create it first with: pysh new nope");
     // the codes and the original's single reply survive the trip
     expect(await a.client(SUBPROTOCOL_CODES).ask("status srv/nope")).toStartWith("ERR no_session: no session 'nope'");
     expect(await a.client(SUBPROTOCOL_LEGACY).ask("run srv/work\nprint:41\n")).toBe("41");

@@ -13,11 +13,21 @@ import { ReplyError, request, runStreaming } from "../../client/api.ts";
 import { matches, parseSelector } from "../../fleet/io/fanout.ts";
 import { PythondError } from "../../protocol/errors.ts";
 import { parseError } from "../../protocol/replies.ts";
-import { parseCodeArgs, resolveCode } from "../code-arg.ts";
+import { resolveCode } from "../code-arg.ts";
+import { parseArgs } from "../spec.ts";
 import { errLine, line, stderr, stdout } from "../out.ts";
 
 const USAGE = "usage: pysh run (-l k=v[,k=v] | --all) [--session NAME] [--max-concurrency N] [--json] <code|@file|->";
 const CUT = 64 << 10;
+
+const RUN_FANOUT = {
+  name: "run",
+  summary: "a cell on every matching node",
+  examples: [],
+  options: { session: { value: "NAME", help: "" }, "max-concurrency": { value: "N", help: "" }, timeout: { value: "S", help: "" }, json: { help: "" } },
+  max: 0,
+  code: true,
+};
 
 interface NodeRow {
   id: string;
@@ -40,7 +50,9 @@ export async function runFanoutMain(argv: string[]): Promise<number> {
     all = true;
     rest = rest.slice(1);
   }
-  const a = parseCodeArgs(rest, 0, ["session", "max-concurrency", "timeout"], ["json"]);
+  // The options that follow the selector, then the code (pysh.ts checked the whole line against
+  // run's table entry already).
+  const a = parseArgs("pysh", RUN_FANOUT, rest);
   const session = typeof a.opts.session === "string" ? a.opts.session : "main";
   const max = a.opts["max-concurrency"] === undefined ? 32 : Number(a.opts["max-concurrency"]);
   if (!Number.isInteger(max) || max < 1) return usage("--max-concurrency takes a whole number >= 1");

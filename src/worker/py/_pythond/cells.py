@@ -216,10 +216,14 @@ class Cells(object):
     def get(self, cell_id):
         return self.by_id.get(cell_id)
 
-    def latest(self):
-        """The cell started last (reversed() of a dict view: Python 3.8+)."""
+    def latest(self, kinds=None):
+        """The cell started last, of one of `kinds` if given (poll without an id: the latest
+        fire or fork cell, as the original kept no run cells). reversed() of a dict view: 3.8+."""
         with self.lock:
-            return next(reversed(self.by_id.values()), None) if self.by_id else None
+            for c in reversed(self.by_id.values()):
+                if kinds is None or c.kind in kinds:
+                    return c
+            return None
 
     def running(self):
         with self.lock:

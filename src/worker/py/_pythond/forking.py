@@ -24,7 +24,7 @@ import sys
 import threading
 import warnings
 
-from . import capture, execute, safe_fs
+from . import capture, execute, human, safe_fs
 
 _open = io.open  # bound at start-up: a cell may rebind builtins.open or __import__ (os.fdopen imports)
 
@@ -188,6 +188,7 @@ def _finish(w, cell, status, result_path):
     except OSError:
         pass
     cell.finish(res, w.history)
+    human.async_note(w, cell, "end")
 
 
 def kill_all():
@@ -200,3 +201,16 @@ def kill_all():
         except OSError:
             pass
     return len(pids)
+
+
+def kill_cell(cell):
+    """SIGKILL to one fork's process group; False when it is not (or no longer) running."""
+    with _lock:
+        pid = _forks.get(cell.id)
+    if pid is None:
+        return False
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        return False
+    return True

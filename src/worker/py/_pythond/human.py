@@ -342,3 +342,23 @@ def install(w, term):
 
     builtins.input = input
     sys.stdin = _TermStdin(term, sys.stdin)
+
+
+def async_note(w, cell, phase):
+    """fire and fork cells on the attached terminal, as run cells are: `[ai] fire <id>: <first
+    line>` when one starts, and when it ends its status and the last TAIL bytes of its output (or
+    its error). Unattached, the note waits for the next attach (Terminal.stray)."""
+    term = w.terminal
+    if term is None:
+        return
+    label = ("[ai] %s %s" % (cell.kind, cell.id)).encode()
+    if phase == "start":
+        term.stray(_header(cell.code).replace(b"[ai] run", label, 1))
+        return
+    out = cell.output_text()
+    if cell.status == "error" and cell.error:
+        out = (out + "\n" if out else "") + cell.error
+    out = out[-TAIL:]
+    if out and not out.endswith("\n"):
+        out += "\n"
+    term.stray(label + (" %s\n" % cell.status).encode() + out.encode("utf-8", "backslashreplace"))

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 
-from . import capture, cells, execute, forking, protocol, terminal
+from . import capture, cells, execute, forking, human, protocol, terminal
 from .protocol import WORKER_PROTOCOL
 from .wire import Conn  # noqa: F401 - re-exported for server.py
 
@@ -92,7 +92,9 @@ def op_fire(w, conn, rid, h, body):
             capture.bind_thread(None)
             w.capture.unregister(cell.out)
         cell.finish(result, w.history)
+        human.async_note(w, cell, "end")
 
+    human.async_note(w, cell, "start")
     threading.Thread(target=run, name="pythond-fire-" + cell.id, daemon=True).start()
     reply(conn, rid, {"cell_id": cell.id, "status": "fired"})
 
@@ -103,13 +105,14 @@ def op_fork(w, conn, rid, h, body):
         return
     cell = cells.Cell("fork", body.decode("utf-8", "replace"))
     w.cells.add(cell)
+    human.async_note(w, cell, "start")
     forking.start(w, cell)
     reply(conn, rid, {"cell_id": cell.id, "status": "forked"})
 
 
 def op_poll(w, conn, rid, h, body):
     cid = h.get("cell")
-    cell = w.cells.get(cid) if cid else w.cells.latest()
+    cell = w.cells.get(cid) if cid else w.cells.latest(("fire", "fork"))
     if cell is None:
         if cid:
             reply(conn, rid, {"cell_id": cid, "status": "error", "output": "unknown cell"}, ok=False, code="unknown_cell")
@@ -185,6 +188,8 @@ def op_complete(w, conn, rid, h, body):
 
 
 def op_int(w, conn, rid, h, body):
+    if h.get("cell"):
+        return _int_cell(w, conn, rid, h["cell"])
     parts = []
     if w.sync_cell is not None:
         os.kill(os.getpid(), signal.SIGINT)
@@ -201,6 +206,29 @@ def op_int(w, conn, rid, h, body):
         reply(conn, rid, "OK int %s: %s" % (w.name, ", ".join(parts)))
     else:
         reply(conn, rid, "OK no running cells in %s" % w.name)
+
+
+def _int_cell(w, conn, rid, cid):
+    """`int <name> <cell_id>`: that cell only (pysh run's Ctrl-C must not kill the forks)."""
+    cell = w.cells.get(cid)
+    if cell is None:
+        fail(conn, rid, "unknown_cell", "no cell %s in %s" % (cid, w.name))
+        return
+    if cell.status != "running":
+        reply(conn, rid, "OK cell %s is not running (%s)" % (cid, cell.status))
+        return
+    if w.sync_cell is cell:
+        os.kill(os.getpid(), signal.SIGINT)
+        what = "interrupted"
+    elif cell.kind == "fire" and cell.thread_ident:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(cell.thread_ident), ctypes.py_object(KeyboardInterrupt))
+        what = "interrupted (best-effort)"
+    elif cell.kind == "fork" and forking.kill_cell(cell):
+        what = "killed"
+    else:
+        reply(conn, rid, "OK cell %s is not running yet" % cid)
+        return
+    reply(conn, rid, "OK int %s: cell %s %s" % (w.name, cid, what))
 
 
 def op_claim(w, conn, rid, h, body):

@@ -15,6 +15,21 @@ import time
 from . import capture, cells, execute, main_thread, ops, safe_fs, terminal
 from .protocol import WORKER_PROTOCOL
 
+# The original started every namespace with these imported, and agents written against it use
+# them without importing (`os.getcwd()`, completing `os.path.`). Imported in set-up, before the
+# worker says it is ready, so a warm spare pays for them ahead of `new`; a module an interpreter
+# lacks (sqlite3 in some builds) is left out rather than failing the session.
+PREIMPORTED = ("os", "sys", "json", "subprocess", "shutil", "hashlib", "time", "re", "glob", "sqlite3", "socket")
+
+
+def preimport(ns):
+    import importlib
+    for name in PREIMPORTED:
+        try:
+            ns[name] = importlib.import_module(name)
+        except Exception:
+            pass
+
 
 class Worker(main_thread.MainThread):
     def __init__(self, config):
@@ -67,6 +82,7 @@ class Worker(main_thread.MainThread):
             self.listener.listen(64)
         finally:
             os.umask(old)
+        preimport(self.ns)
         self._write_record()
         # Ready: tell the daemon on our original stdout, then let go of its pipes.
         os.write(1, ("ready %d\n" % os.getpid()).encode())
