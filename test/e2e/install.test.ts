@@ -141,17 +141,23 @@ describe("install.sh", () => {
       expect(alive(d.pid)).toBe(true); // still the old file, now unlinked
       expect(readlinkSync(`/proc/${d.pid}/exe`)).toBe(`${bin} (deleted)`);
       expect((await exec([join(prefix, "bin", "pyctl"), "restart"], e)).code).toBe(0);
+      // Restart in place (execve): the same pid now runs the new file.
       await until(async () => {
         const st = await exec([join(prefix, "bin", "pyctl"), "status"], e);
         const m = /pid: (\d+)/.exec(st.stdout);
-        newPid = m && Number(m[1]) !== d.pid ? Number(m[1]) : 0;
-        return newPid > 0;
+        newPid = m ? Number(m[1]) : 0;
+        let exe = "";
+        try {
+          exe = readlinkSync(`/proc/${newPid}/exe`);
+        } catch {}
+        return newPid > 0 && exe === bin;
       }, "the restarted daemon");
+      expect(newPid).toBe(d.pid); // in place
       expect(readlinkSync(`/proc/${newPid}/exe`)).toBe(bin); // the new file
       expect(await exec([pysh, "run", "s", "x + 1"], e)).toEqual({ code: 0, stdout: "42\n", stderr: "" });
       expect((await exec([pysh, "--version"], e)).stdout).toContain("commit feedfacecafe");
     } finally {
-      if (newPid) killGroup(newPid);
+      if (newPid && newPid !== d.pid) killGroup(newPid);
       await d[Symbol.asyncDispose]();
     }
   });
