@@ -249,7 +249,9 @@ describe("protocol", () => {
     await screen.until(/\[ai\] run: print\('q' \* 4999\); 1 \/ 0\r\n\[\.\.\. 2952 bytes not shown: no terminal was attached \.\.\.\]\r\nq{2047}\r\nTraceback[^]*ZeroDivisionError: division by zero\r\n/);
     await screen.until(/\[ai\] run: print\('early'\); ev\.wait\(60\); print\('late'\)\r\n(early\r\n)?/);
     await d.pysh(["fire", "quiet", "ev.set()"]);
-    await screen.until(/early\r\nlate\r\n/);
+    // The fire cell that sets the event is shown too, when it starts (`[ai] fire <id>: ev.set()`)
+    // and ends (`[ai] fire <id> done`), before or after `late` as the threads happen to write.
+    await screen.until(/early\r\n(\[ai\] fire [0-9a-f]{12}(: ev\.set\(\)| done)\r\n)*late\r\n/);
     expect((await running).stdout).toBe("early\nlate\n");
     c.close();
   });
