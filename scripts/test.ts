@@ -28,13 +28,22 @@ try {
 }
 
 /** Runs a test runner, echoing its output, and returns what it printed on `which` and its exit code. */
-async function runner(cmd: string[], env: Record<string, string>, which: "stdout" | "stderr"): Promise<{ text: string; code: number }> {
+async function runner(cmd: string[], env: Record<string, string>, which: "stdout" | "stderr", limitMs?: number): Promise<{ text: string; code: number }> {
   const proc = Bun.spawn(cmd, {
     cwd: root,
     stdout: which === "stdout" ? "pipe" : "inherit",
     stderr: which === "stderr" ? "pipe" : "inherit",
     env: { ...process.env, NO_COLOR: "1", FORCE_COLOR: "0", ...env },
   });
+  // A hung run must fail CI rather than stall it (pytest has no per-test time limit of its own;
+  // faulthandler_timeout below prints where it hung first).
+  const limit = limitMs
+    ? setTimeout(() => {
+        process.stderr.write(`\n${cmd.join(" ")}: no end after ${limitMs / 1000} s; killed, counted as a failure\n`);
+        proc.kill("SIGKILL");
+      }, limitMs)
+    : undefined;
+  void proc.exited.then(() => clearTimeout(limit));
   let text = "";
   const dec = new TextDecoder();
   for await (const chunk of proc[which] as ReadableStream<Uint8Array>) {
@@ -60,7 +69,7 @@ if (pyTargets.length && python) {
     PYTHONDONTWRITEBYTECODE: "1",
     PYTHOND_BIN: join(root, "dist", "pythond"),
   };
-  const { text, code } = await runner([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", ...pyTargets], env, "stdout");
+  const { text, code } = await runner([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "faulthandler_timeout=240", ...pyTargets], env, "stdout", 15 * 60_000);
   const last = text.trim().split("\n").pop() ?? "";
   passed += Number(/(\d+) passed/.exec(last)?.[1] ?? 0);
   const f = Number(/(\d+) failed/.exec(last)?.[1] ?? 0) + Number(/(\d+) errors?/.exec(last)?.[1] ?? 0);

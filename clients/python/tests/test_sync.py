@@ -70,9 +70,13 @@ def test_fire_poll_wait_fork_interrupt(client):
     f = s.fork("z = y * 6")
     assert s.wait(f).ok
     assert s.run("print(z)").output == "42\n"
-    long = s.fire("import time\nwhile True: time.sleep(0.02)")
+    long = s.fire("import time\nprint('looping', flush=True)\nwhile True: time.sleep(0.02)")
+    # Interrupt once the loop runs (an interrupt is best effort for fire threads: one that lands
+    # before the thread reaches the cell's code is not promised to stop it).
+    while "looping" not in (s.poll(long).output or ""):
+        time.sleep(0.01)
     assert "1 thread" in s.interrupt()
-    assert not s.wait(long).ok
+    assert not s.wait(long, timeout=30).ok
     with pytest.raises(Timeout) as ei:
         s.wait(s.fire("import time; time.sleep(3)"), timeout=0.1)
     assert ei.value.code == "timeout" and isinstance(ei.value, TimeoutError)
