@@ -3,6 +3,7 @@
  * "machines" (real `pythond join` processes with their own HOMEs), then `pysh nodes`, `pysh ls`,
  * and Python sessions on a node driven from the hub with `node/session` names. Loopback only.
  */
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { rawClient, until } from "./harness.ts";
@@ -29,6 +30,9 @@ describe("joining", () => {
     w1 = await new Node().join([...t.command.slice(2), "--id", "worker-1", "--heartbeat", "1"]);
     expect(w1.log.text).toContain("joined: 127.0.0.1:");
     expect(w1.log.text).toContain("as node 'worker-1' (enrolled now)");
+    // the join token is not left in the node's command line for other local users (`ps`)
+    const token = t.command[t.command.indexOf("--token") + 1]!;
+    expect(readFileSync(`/proc/${w1.pid}/cmdline`, "utf8")).not.toContain(token);
     // a second machine with the same (reusable) token, its id generated and kept
     w2 = await new Node().join([...t.command.slice(2), "--label", "gpu=1", "--heartbeat", "1"]);
     const id2 = /as node '([^']+)'/.exec(w2.log.text)![1]!;

@@ -70,7 +70,13 @@ export class NodeTarget implements Target {
           reject(cell ? new PythondError(err.code, `${err.message} (cell ${cell} may still be running there; get its result with: pysh wait ${this.name} ${cell})`) : err);
         },
       });
-      conn.onClose(() => s.cancel());
+      // A client that goes (pysh exits once it has its reply, often before the node's end frame)
+      // cancels the stream, which then never ends: settle here, so the command is logged and
+      // nothing waits on it forever.
+      conn.onClose(() => {
+        s.cancel();
+        resolve(last && !isError(last) ? "ok" : "error");
+      });
     });
   }
 
@@ -140,7 +146,11 @@ export class NodeTarget implements Target {
           if (was && conn.open && !detaching) conn.reply.text(detachedFrom(this.name, err.message, conn.codes));
         },
       });
-      conn.onClose(() => s.cancel());
+      conn.onClose(() => {
+        s.cancel(); // a cancelled stream never ends: settle an attach still opening (as relay)
+        end();
+        if (phase === "opening") resolve("error");
+      });
     });
   }
 }
