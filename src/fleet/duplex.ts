@@ -19,6 +19,14 @@ export interface Duplex {
   /** The next message from the peer; null once the peer closed and everything was received. */
   recv(): Promise<Msg | null>;
   close(): void;
+  /**
+   * Optional, for bulk data (file transfers): the bytes this transport writes in front of a binary
+   * message for its own framing. A sender that lays its data out at buf[room..] and calls
+   * sendFramed(buf) spares every layer a copy to put its header in front; the bytes are taken
+   * before sendFramed returns, so buf may be reused once its promise settles.
+   */
+  readonly room?: number;
+  sendFramed?(buf: Uint8Array): Promise<void>;
 }
 
 export function msgSize(m: Msg): number {

@@ -21,6 +21,8 @@ export type Message = string | Uint8Array;
 
 export interface Channel {
   send(data: Message): void;
+  /** Optional: one binary message given in two pieces, written without joining them (bulk data). */
+  sendParts?(head: Uint8Array, body: Uint8Array): void;
   onMessage(cb: (data: Message) => void): void;
   onDrain(cb: () => void): void;
   onClose(cb: (reason: string) => void): void;
@@ -106,8 +108,9 @@ export class MemoryChannel extends BaseChannel {
 
   send(data: Message): void {
     if (!this.open || !this.peer.open) return;
-    // A copy: the sender may reuse its buffer, as it may with a real socket.
-    this.queue.push(typeof data === "string" ? data : data.slice());
+    // A copy: the sender may reuse its buffer, as it may with a real socket (Uint8Array's slice:
+    // a Buffer's own slice is a view).
+    this.queue.push(typeof data === "string" ? data : Uint8Array.prototype.slice.call(data));
     this.queuedBytes += data.length;
     this.schedule();
   }

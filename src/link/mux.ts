@@ -16,6 +16,8 @@
  *                                         run that much further ahead)
  *   cancel(rid)                        the requester lets go of the stream (`{op:"cancel", rid}`)
  *   send(header, body?) / sendFrame(bytes)   anything else (one-way messages, input on a stream)
+ *   sendParts(head, body)              a frame as two pieces (bulk data: the body is not copied
+ *                                         when the channel can write the pieces as one message)
  *
  * Serving side
  *   onFrame(h, body)                   (option) every frame that is not an answer to us: a peer's new
@@ -123,6 +125,16 @@ export class Mux {
 
   sendFrame(frame: Uint8Array): void {
     if (!this.closed) this.channel.send(frame);
+  }
+
+  /** One frame given as its head and its body: joined only if the channel cannot send them as they are. */
+  sendParts(head: Uint8Array, body: Uint8Array): void {
+    if (this.closed) return;
+    if (this.channel.sendParts) return this.channel.sendParts(head, body);
+    const f = new Uint8Array(head.length + body.length);
+    f.set(head);
+    f.set(body, head.length);
+    this.channel.send(f);
   }
 
   /** A request with one reply. */

@@ -245,7 +245,7 @@ describe("files: clear errors", () => {
       recv: () => d.recv(),
       close: () => d.close(),
     });
-    const e = await bothFail(src, dest, {}, flip);
+    const e = await bothFail(src, dest, { chunk: 256 << 10 }, flip); // the third of eight chunks
     expect(e.code).toBe("checksum_mismatch");
     expect(e.message).toContain(`checksum mismatch for ${join(dest, "f")}`);
     expect(readdirSync(dest)).toEqual([]);

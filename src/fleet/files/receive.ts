@@ -9,7 +9,7 @@
  * write (disk full, no permission) or a checksum mismatch removes the part file: nothing
  * half-written is left under any name, and the error goes back to the sender.
  */
-import { chmod, lstat, mkdir, open, rename, rm, stat, symlink, unlink } from "node:fs/promises";
+import { chmod, lstat, mkdir, open, rename, rm, stat, symlink, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { Stats } from "node:fs";
@@ -204,13 +204,14 @@ async function receiveInto(io: Duplex, path: string, part: string, m: FileEntry,
         }
         break;
       }
+      // hashed while the write runs on the I/O thread
+      const written = writeAll(fh, d, pos);
+      hasher.update(d);
       try {
-        let w = 0;
-        while (w < d.length) w += (await fh.write(d, w, d.length - w, pos + w)).bytesWritten;
+        await written;
       } catch (e) {
         throw fsError(e, path, "writing");
       }
-      hasher.update(d);
       pos += d.length;
       sum.bytes += d.length;
       opts.onProgress?.(path, pos, m.size);
@@ -232,6 +233,11 @@ async function receiveInto(io: Duplex, path: string, part: string, m: FileEntry,
   sum.resumed += offset;
   if (offset > 0) sum.resumedFiles.push(path);
   await send(io, { t: "ok", bytes: pos, resumed: offset });
+}
+
+async function writeAll(fh: FileHandle, d: Uint8Array, pos: number): Promise<void> {
+  let w = 0;
+  while (w < d.length) w += (await fh.write(d, w, d.length - w, pos + w)).bytesWritten;
 }
 
 async function receiveToStream(io: Duplex, m: FileEntry, opts: ReceiveOptions, sum: ReceiveSummary): Promise<void> {

@@ -10,7 +10,7 @@ import { basename, join } from "node:path";
 import type { Stats } from "node:fs";
 import { PythondError } from "../../protocol/errors.ts";
 import type { Duplex } from "../duplex.ts";
-import { CHUNK, fail, fsError, recvControl, send, type Kind } from "./wire.ts";
+import { CHUNK, fail, framing, fsError, recvControl, send, sendFramed, type Kind } from "./wire.ts";
 
 export interface SendOptions {
   recursive?: boolean;
@@ -114,18 +114,23 @@ async function sendFile(io: Duplex, abs: string, rel: string, st: Stats, opts: S
       pos += bytesRead;
     }
     sum.resumed += pos;
+    const framed = io.sendFramed ? framing(io.room ?? 0, chunk) : null;
     for (;;) {
-      const buf = Buffer.allocUnsafe(chunk); // a fresh buffer: the transport may hold the last one
+      // Framed: one buffer for the whole file, the transport's framing in front of the data (it
+      // takes the bytes before sendFramed returns). Else a fresh buffer: the transport may hold it.
+      const buf = framed ? framed.block : Buffer.allocUnsafe(chunk);
+      const at = framed ? framed.at : 0;
       let bytesRead: number;
       try {
-        ({ bytesRead } = await fh.read(buf, 0, chunk, pos));
+        ({ bytesRead } = await fh.read(buf, at, chunk, pos));
       } catch (e) {
         throw fsError(e, abs, "reading");
       }
       if (bytesRead === 0) break;
-      const data = buf.subarray(0, bytesRead);
+      const data = buf.subarray(at, at + bytesRead);
       hasher.update(data);
-      await send(io, data);
+      if (framed) await sendFramed(io, buf.subarray(framed.lead, at + bytesRead));
+      else await send(io, data);
       pos += bytesRead;
       sum.bytes += bytesRead;
       opts.onProgress?.(rel || abs, pos, size);

@@ -18,10 +18,13 @@
 import { createHash } from "node:crypto";
 import type { Socket } from "bun";
 import { BaseChannel, type Message } from "../../link/channel.ts";
+import { unmaskInto } from "./ws-mask.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 const dec = new TextDecoder("utf-8", { fatal: true });
+/** A frame this large is unmasked into its own array as it arrives, not gathered in the read buffer first. */
+const BIG_FRAME = 16 << 10;
 const enc = new TextEncoder();
 
 /** The 101 answer to an upgrade request with this Sec-WebSocket-Key. */
@@ -43,22 +46,6 @@ function header(opcode: number, n: number): Uint8Array {
   return h;
 }
 
-/** The payload at b[p..p+n) unmasked into a fresh array, four bytes at a time where it can. */
-function unmask(b: Buffer, p: number, n: number, mask: Uint8Array): Uint8Array {
-  const out = new Uint8Array(n);
-  out.set(b.subarray(p, p + n));
-  const words = n >>> 2;
-  if (words > 16) {
-    // The mask as a word in this machine's byte order (the view below uses it too).
-    const le = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-    const m32 = (le ? mask[0]! | (mask[1]! << 8) | (mask[2]! << 16) | (mask[3]! << 24) : (mask[0]! << 24) | (mask[1]! << 16) | (mask[2]! << 8) | mask[3]!) >>> 0;
-    const view = new Uint32Array(out.buffer, 0, words);
-    for (let i = 0; i < words; i++) view[i] = view[i]! ^ m32;
-    for (let i = words << 2; i < n; i++) out[i] = out[i]! ^ mask[i & 3]!;
-  } else for (let i = 0; i < n; i++) out[i] = out[i]! ^ mask[i & 3]!;
-  return out;
-}
-
 /**
  * A Channel (src/link/channel.ts) on the socket: the listener passes the socket's events on
  * (data -> feed, drain -> drain, close -> gone). Close reasons are `<code> <reason>`.
@@ -66,6 +53,8 @@ function unmask(b: Buffer, p: number, n: number, mask: Uint8Array): Uint8Array {
 export class RawWsChannel extends BaseChannel {
   private buf: Buffer = Buffer.alloc(0);
   private len = 0;
+  /** A large frame whose payload is still arriving: unmasked straight into its array as it comes. */
+  private big?: { fin: boolean; opcode: number; mask: Uint8Array; out: Uint8Array; got: number };
   private queue: Uint8Array[] = [];
   private queued = 0;
   private fragments: Uint8Array[] = [];
@@ -122,6 +111,19 @@ export class RawWsChannel extends BaseChannel {
       this.write(h);
       this.write(payload);
     }
+  }
+
+  /** One binary message in two pieces, each written as it is (a unit relayed to a node: no copy). */
+  sendParts(head: Uint8Array, body: Uint8Array): void {
+    if (this.ended) return;
+    const h = header(0x2, head.length + body.length);
+    const small = body.length < 4096;
+    const first = new Uint8Array(h.length + head.length + (small ? body.length : 0));
+    first.set(h);
+    first.set(head, h.length);
+    if (small) first.set(body, h.length + head.length);
+    this.write(first);
+    if (!small) this.write(body);
   }
 
   protected shut(reason: string): void {
@@ -183,21 +185,31 @@ export class RawWsChannel extends BaseChannel {
     else this.drained();
   }
 
-  /** Bytes from the socket. */
+  /**
+   * Bytes from the socket. Frames are parsed where they lie; only an incomplete frame's head (or a
+   * small incomplete frame) is kept in `buf`, and a large payload goes straight into its array.
+   */
   feed(d: Uint8Array): void {
     if (this.ended) return;
-    if (this.len + d.length > this.buf.length) {
-      const grown = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + d.length, 4096));
-      this.buf.copy(grown, 0, 0, this.len);
-      this.buf = grown;
+    let at = this.big ? this.fill(d, 0) : 0;
+    if (at >= d.length) return;
+    if (this.len === 0) {
+      // Nothing held back: parse in place, keep only what is left of an incomplete frame.
+      while (!this.ended && !this.big) {
+        const used = this.frame(d, at, d.length);
+        if (used === 0) break;
+        at += used;
+      }
+      if (!this.ended && at < d.length) this.hold(d.subarray(at));
+      return;
     }
-    this.buf.set(d, this.len);
-    this.len += d.length;
+    this.hold(d.subarray(at));
     let off = 0;
     while (!this.ended) {
-      const used = this.frame(off);
+      const used = this.frame(this.buf, off, this.len);
       if (used === 0) break;
       off += used;
+      if (this.big) break; // it took the rest
     }
     if (off > 0) {
       this.buf.copyWithin(0, off, this.len);
@@ -207,34 +219,67 @@ export class RawWsChannel extends BaseChannel {
     if (this.len === 0 && this.buf.length > 65536) this.buf = Buffer.alloc(0);
   }
 
-  /** Parses one frame at `off`; returns the bytes it used, 0 when it is incomplete. */
-  private frame(off: number): number {
-    const b = this.buf;
-    const avail = this.len - off;
+  private hold(d: Uint8Array): void {
+    if (this.len + d.length > this.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + d.length, 4096));
+      this.buf.copy(grown, 0, 0, this.len);
+      this.buf = grown;
+    }
+    this.buf.set(d, this.len);
+    this.len += d.length;
+  }
+
+  /** More of the large frame's payload from d[at..]; returns where d's next frame starts. */
+  private fill(d: Uint8Array, at: number): number {
+    const big = this.big!;
+    const n = Math.min(d.length - at, big.out.length - big.got);
+    unmaskInto(d, at, big.out, big.got, n, big.mask);
+    big.got += n;
+    if (big.got === big.out.length) {
+      this.big = undefined;
+      this.onFrame(big.fin, big.opcode, big.out);
+    }
+    return at + n;
+  }
+
+  /**
+   * Parses one frame at b[off..end); returns the bytes it used, 0 when it is incomplete. A large
+   * incomplete one becomes `big` and uses everything there is.
+   */
+  private frame(b: Uint8Array, off: number, end: number): number {
+    const avail = end - off;
     if (avail < 2) return 0;
-    const fin = (b[off]! & 0x80) !== 0;
-    const opcode = b[off]! & 0x0f;
-    if ((b[off]! & 0x70) !== 0) return this.fail(1002, "reserved bits set");
-    if ((b[off + 1]! & 0x80) === 0) return this.fail(1002, "client frames must be masked");
-    let n = b[off + 1]! & 0x7f;
+    const b0 = b[off]!;
+    const b1 = b[off + 1]!;
+    const fin = (b0 & 0x80) !== 0;
+    const opcode = b0 & 0x0f;
+    if ((b0 & 0x70) !== 0) return this.fail(1002, "reserved bits set");
+    if ((b1 & 0x80) === 0) return this.fail(1002, "client frames must be masked");
+    let n = b1 & 0x7f;
     let p = off + 2;
     if (n === 126) {
       if (avail < 4) return 0;
-      n = b.readUInt16BE(p);
+      n = (b[p]! << 8) | b[p + 1]!;
       p += 2;
     } else if (n === 127) {
       if (avail < 10) return 0;
-      const big = b.readBigUInt64BE(p);
-      if (big > BigInt(this.maxMessage)) return this.fail(1009, "message too large");
-      n = Number(big);
+      if (b[p]! !== 0 || b[p + 1]! !== 0 || b[p + 2]! !== 0) return this.fail(1009, "message too large");
+      n = b[p + 3]! * 2 ** 32 + ((b[p + 4]! << 24) >>> 0) + (b[p + 5]! << 16) + (b[p + 6]! << 8) + b[p + 7]!;
       p += 8;
     }
     if (n > this.maxMessage) return this.fail(1009, "message too large");
-    if (this.len - p < 4 + n) return 0;
-    const mask = b.subarray(p, p + 4);
+    if (end - p < 4) return 0;
+    const mask = b.slice(p, p + 4);
     p += 4;
-    const payload = unmask(b, p, n, mask);
-    this.onFrame(fin, opcode, payload);
+    const here = Math.min(n, end - p);
+    if (here < n && n < BIG_FRAME) return 0; // a small frame: wait for all of it
+    const out = new Uint8Array(n);
+    unmaskInto(b, p, out, 0, here, mask);
+    if (here < n) {
+      this.big = { fin, opcode, mask, out, got: here };
+      return end - off;
+    }
+    this.onFrame(fin, opcode, out);
     return p + n - off;
   }
 

@@ -28,6 +28,10 @@ export async function openTunnel(node: string, spec: IoSpec, opts: { client?: Cl
     send: (head, payload) => {
       if (!closed) client.send(unitBytes(head, payload));
     },
+    room: 0, // a unit is one WebSocket message as it is
+    sendRoomy: (buf) => {
+      if (!closed) client.send(buf);
+    },
     onUnit: (cb) => (onUnit = cb),
     onClose: (cb) => (onClose = cb),
     close: () => {

@@ -13,65 +13,77 @@ import type { Pipe } from "./tunnel.ts";
 export const IO_OP = "io";
 export const UNIT_OP = "u";
 
-/** A `u` frame (src/link/frame.ts layout) holding one unit, built with one copy of the payload. */
-export function unitFrame(header: Uint8Array, head: readonly number[], payload: Uint8Array | string = ""): Uint8Array {
-  const body = typeof payload === "string" ? Buffer.from(payload) : payload;
-  const total = 4 + header.length + head.length + body.length;
-  const f = Buffer.allocUnsafeSlow(4 + total);
+/**
+ * The `u` frame (src/link/frame.ts layout) of a unit, in front of its payload: length, header
+ * length, header, the unit's head. The payload is sent after it as it is (Mux.sendParts), never
+ * copied to join them.
+ */
+export function unitPrefix(header: Uint8Array, head: readonly number[], payloadBytes: number): Uint8Array {
+  const total = 4 + header.length + head.length + payloadBytes;
+  const f = Buffer.allocUnsafe(8 + header.length + head.length);
   f.writeUInt32BE(total, 0);
   f.writeUInt32BE(header.length, 4);
   f.set(header, 8);
   f.set(head, 8 + header.length);
-  f.set(body, 8 + header.length + head.length);
   return f;
+}
+
+/** A pipe on stream `rid` of `mux`, and the two events its owner feeds it (a unit came, the stream went). */
+function muxPipe(mux: Mux, rid: number, live: () => boolean, close: () => void): Pipe & { unit(u: Uint8Array): void; gone(reason: string): void } {
+  const header = Buffer.from(JSON.stringify({ op: UNIT_OP, rid }));
+  let onUnit: (u: Uint8Array) => void = () => {};
+  let onClose: (reason: string) => void = () => {};
+  return {
+    send: (head, payload = "") => {
+      if (!live()) return;
+      const body = typeof payload === "string" ? Buffer.from(payload) : payload;
+      mux.sendParts(unitPrefix(header, head, body.length), body);
+    },
+    room: 8 + header.length,
+    sendRoomy: (buf) => {
+      if (!live()) return;
+      const b = Buffer.from(buf.buffer, buf.byteOffset, buf.length);
+      b.writeUInt32BE(buf.length - 4, 0);
+      b.writeUInt32BE(header.length, 4);
+      b.set(header, 8);
+      mux.sendFrame(buf);
+    },
+    onUnit: (cb) => (onUnit = cb),
+    onClose: (cb) => (onClose = cb),
+    close,
+    unit: (u) => onUnit(u),
+    gone: (reason) => onClose(reason),
+  };
 }
 
 /** The node's end of a tunnel the hub opened as stream `rid`. Call it while handling the `io` frame. */
 export function servePipe(mux: Mux, rid: number): Pipe {
-  let onUnit: (u: Uint8Array) => void = () => {};
-  let onClose: (reason: string) => void = () => {};
   const out = mux.serve(rid, {
     input: (h, body) => {
-      if (h.op === UNIT_OP) onUnit(body);
+      if (h.op === UNIT_OP) pipe.unit(body);
     },
-    cancel: () => onClose("the client went away"),
-    lost: (reason) => onClose(`link lost: ${reason}`),
+    cancel: () => pipe.gone("the client went away"),
+    lost: (reason) => pipe.gone(`link lost: ${reason}`),
   });
-  const header = Buffer.from(JSON.stringify({ op: UNIT_OP, rid }));
-  return {
-    send: (head, payload) => {
-      if (!out.ended && !mux.closed) mux.sendFrame(unitFrame(header, head, payload));
-    },
-    onUnit: (cb) => (onUnit = cb),
-    onClose: (cb) => (onClose = cb),
-    close: () => out.end(),
-  };
+  const pipe = muxPipe(mux, rid, () => !out.ended && !mux.closed, () => out.end());
+  return pipe;
 }
 
 /** Opens a tunnel to the peer of `mux` (the hub's side of a node link, and tests). */
 export function openPipe(mux: Mux, spec: IoSpec): Pipe {
-  let onUnit: (u: Uint8Array) => void = () => {};
-  let onClose: (reason: string) => void = () => {};
   let ended = false;
   const rid = mux.open((id) => encodeWorkerFrame({ op: IO_OP, rid: id, spec }), {
     frame: (h: Header, body) => {
-      if (h.op === UNIT_OP) onUnit(body);
+      if (h.op === UNIT_OP) pipe.unit(body);
       else if (h.op === "end") {
         ended = true;
-        onClose("ended");
+        pipe.gone("ended");
       }
     },
-    lost: (reason) => onClose(`link lost: ${reason}`),
+    lost: (reason) => pipe.gone(`link lost: ${reason}`),
   });
-  const header = Buffer.from(JSON.stringify({ op: UNIT_OP, rid }));
-  return {
-    send: (head, payload) => {
-      if (!mux.closed) mux.sendFrame(unitFrame(header, head, payload));
-    },
-    onUnit: (cb) => (onUnit = cb),
-    onClose: (cb) => (onClose = cb),
-    close: () => {
-      if (!ended) mux.cancel(rid);
-    },
-  };
+  const pipe = muxPipe(mux, rid, () => !mux.closed, () => {
+    if (!ended) mux.cancel(rid);
+  });
+  return pipe;
 }

@@ -26,6 +26,17 @@ export interface Pipe {
    * on its way to the socket, not once per layer).
    */
   send(head: readonly number[], payload?: Uint8Array | string): void;
+  /**
+   * Bytes the pipe's wire form puts in front of a unit (0: the unit is the message itself). For
+   * bulk data the sender leaves that much free in front of its unit and calls sendRoomy.
+   */
+  readonly room: number;
+  /**
+   * Sends the unit at buf[room..], writing the pipe's own framing into buf[0..room): no copy of
+   * the payload to put headers in front of it. The bytes are taken (written or copied) before it
+   * returns, so the caller may reuse buf.
+   */
+  sendRoomy(buf: Uint8Array): void;
   onUnit(cb: (unit: Uint8Array) => void): void;
   /** The pipe itself went away (link lost, connection closed). */
   onClose(cb: (reason: string) => void): void;
@@ -128,11 +139,26 @@ export class TunnelDuplex implements Duplex {
     return this.put([DATA, tag], data, data.length + 1);
   }
 
-  private async put(head: number[], payload: Uint8Array, size: number): Promise<void> {
+  /** Duplex.room: the pipe's framing and the unit's kind byte. */
+  get room(): number {
+    return this.pipe.room + 1;
+  }
+
+  /** Duplex.sendFramed: a data unit laid out in place (bulk file data: no copy per layer). */
+  sendFramed(buf: Uint8Array): Promise<void> {
+    const at = this.pipe.room;
+    return this.put(null, buf, buf.length - at - 1, () => {
+      buf[at] = DATA;
+      this.pipe.sendRoomy(buf);
+    });
+  }
+
+  private async put(head: number[] | null, payload: Uint8Array, size: number, roomy?: () => void): Promise<void> {
     if (this.closed) throw new PythondError("transfer_failed", "send after close");
     if (this.peerClosed) throw new PythondError("transfer_failed", this.why);
     this.unacked += size;
-    this.pipe.send(head, payload);
+    if (roomy) roomy();
+    else this.pipe.send(head!, payload);
     if (this.unacked < this.window) return;
     await new Promise<void>((resolve, reject) => this.writers.push({ resolve, reject }));
   }
