@@ -13,7 +13,7 @@ const LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** The 4-byte mask as one word in this machine's byte order (so `word ^ m32` masks 4 bytes). */
 export function maskWord(mask: Uint8Array): number {
-  return (LE ? mask[0]! | (mask[1]! << 8) | (mask[2]! << 16) | (mask[3]! << 24) : (mask[0]! << 24) | (mask[1]! << 16) | (mask[2]! << 8) | mask[3]!) >>> 0;
+  return (LE ? mask[0]! | (mask[1]! << 8) | (mask[2]! << 16) | (mask[3]! << 24) : (mask[0]! << 24) | (mask[1]! << 16) | (mask[2]! << 8) | mask[3]!) | 0;
 }
 
 /**
@@ -32,14 +32,14 @@ export function unmaskInto(src: Uint8Array, s: number, out: Uint8Array, o: numbe
     const m32 = maskWord(mask);
     const abs = src.byteOffset + s;
     const r = abs & 3;
-    const dst = new Uint32Array(out.buffer, out.byteOffset + o, words);
+    const dst = new Int32Array(out.buffer, out.byteOffset + o, words);
     if (r === 0) {
-      const w = new Uint32Array(src.buffer, abs, words);
+      const w = new Int32Array(src.buffer, abs, words);
       for (let k = 0; k < words; k++) dst[k] = w[k]! ^ m32;
     } else {
       // Words of the source at aligned addresses, each output word made of two of them; the view
       // ends before the source's last word so it never reads past the array's buffer.
-      const w = new Uint32Array(src.buffer, abs - r, words);
+      const w = new Int32Array(src.buffer, abs - r, words);
       const lo = r * 8;
       const hi = 32 - lo;
       const last = words - 1;
