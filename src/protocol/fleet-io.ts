@@ -18,8 +18,19 @@
  * put      the node receives (src/fleet/files/wire.ts), `dest` relative to the node user's home.
  * get      the node sends `src` (relative to home).
  * forward  the node connects to host:port: {t:"open"} or {t:"err"}, then relayed bytes, {t:"eof"}.
+ *
+ * put/get with `local` (a client on the hub's own machine; the node never sees `local`): the hub
+ * is that end of the transfer itself, reading or writing the client's file, so the bytes cross
+ * one hop (hub to node) instead of two. After `OK io local` the hub sends the client only text:
+ * {t:"progress", path, done, size} (if asked, at most every 100 ms), then {t:"done", ...summary}
+ * or {t:"err", code, message}. `ERR not_local` before `OK io`: the hub cannot do it (a remote
+ * client, or the hub does not see the client's file as the same file); the client then streams.
+ * A hub older than `local` answers plain `OK io` and relays as ever (the node ignores `local`).
  */
 export const FLEET_IO_PROTOCOL = 1;
+
+/** The hub's answer to a put/get it does itself (`local`), where a relayed tunnel gets `OK io`. */
+export const IO_LOCAL_OK = "OK io local";
 
 /** Every spec may say how many bytes the node may have in flight towards the opener (its window). */
 export interface IoCommon {
@@ -50,10 +61,24 @@ export type IoSpec = IoCommon &
       readOnly?: boolean;
       lingerMs?: number;
     }
-  | { kind: "put"; dest: string; resume?: boolean }
-  | { kind: "get"; src: string; recursive?: boolean }
+  | { kind: "put"; dest: string; resume?: boolean; local?: LocalEnd }
+  | { kind: "get"; src: string; recursive?: boolean; local?: LocalEnd }
   | { kind: "forward"; host: string; port: number }
   );
+
+/**
+ * The client's end of a put/get, done by the hub (see above): `path` (absolute) is the source
+ * (put) or the destination (get); `id` names a path the client stat'ed and what it found there
+ * (device and inode, decimal), which the hub must find too: the same file, not merely the same
+ * name (another machine, another mount namespace).
+ */
+export interface LocalEnd {
+  path: string;
+  id: { path: string; dev: string; ino: string };
+  recursive?: boolean;
+  resume?: boolean;
+  progress?: boolean;
+}
 
 export type IoKind = IoSpec["kind"];
 export const IO_KINDS: readonly IoKind[] = ["sh", "job", "shell", "put", "get", "forward"];

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import { join } from "node:path";
-import { PYSH } from "./harness.ts";
+import { accessLog, PYSH, until } from "./harness.ts";
 import { rss } from "../fixtures/proc.ts";
 import { Hub, joinNode, Node, Relay } from "./fleet-harness.ts";
 
@@ -27,10 +27,10 @@ afterAll(async () => {
 });
 
 /** pysh with raw bytes out (the harness decodes text). */
-async function pysh(args: string[], stdin?: Uint8Array | string) {
-  const p = Bun.spawn([PYSH, ...args], {
-    env: hub.d.e.env,
-    cwd: hub.d.e.dir,
+async function pysh(args: string[], stdin?: Uint8Array | string, o: { cwd?: string; env?: Record<string, string>; argv?: string[] } = {}) {
+  const p = Bun.spawn(o.argv ?? [PYSH, ...args], {
+    env: { ...hub.d.e.env, ...o.env },
+    cwd: o.cwd ?? hub.d.e.dir,
     stdin: stdin === undefined ? "ignore" : new Blob([stdin as BlobPart]),
     stdout: "pipe",
     stderr: "pipe",
@@ -237,6 +237,59 @@ describe("files", () => {
     expect(piped.stdout).toBe("nested");
     expect((await pysh(["put", "n1", "-", "from-stdin"], "via stdin")).code).toBe(0);
     expect(readFileSync(join(n1.e.home, "from-stdin"), "utf8")).toBe("via stdin");
+  });
+
+  test("the hub does a local client's end itself; relative paths; streamed when it cannot see the file or is told not to", async () => {
+    // the not_local answers the hub gave so far (each is followed by the same transfer streamed)
+    // (lines stamped from now on: earlier tests' lines may still be on their way, ~20 ms late)
+    const t0 = Date.now();
+    const refusals = () =>
+      accessLog(hub.d)
+        .split("\n")
+        .filter((l) => / event=result .*cmd=io .*status=error/.test(l) && Date.parse(/ts=(\S+)/.exec(l)![1]!) >= t0).length;
+    const cwd = join(hub.d.e.dir, "elsewhere"); // not the hub's cwd: relative paths are pysh's
+    mkdirSync(cwd);
+    writeFileSync(join(cwd, "rel.bin"), crypto.getRandomValues(new Uint8Array(3_000_000)));
+    chmodSync(join(cwd, "rel.bin"), 0o604);
+    expect((await pysh(["put", "n1", "rel.bin", "rel-up.bin"], undefined, { cwd })).code).toBe(0);
+    expect(readFileSync(join(n1.e.home, "rel-up.bin")).equals(readFileSync(join(cwd, "rel.bin")))).toBe(true);
+    expect(statSync(join(n1.e.home, "rel-up.bin")).mode & 0o777).toBe(0o604);
+    const g = await pysh(["get", "n1", "rel-up.bin", "rel-back.bin"], undefined, { cwd });
+    expect({ code: g.code, err: g.stderr }).toEqual({ code: 0, err: "" });
+    expect(readFileSync(join(cwd, "rel-back.bin")).equals(readFileSync(join(cwd, "rel.bin")))).toBe(true);
+    expect(statSync(join(cwd, "rel-back.bin")).mode & 0o777).toBe(0o604);
+    expect(existsSync(join(hub.d.e.dir, "rel-back.bin"))).toBe(false);
+    // directories (-r) both ways
+    mkdirSync(join(cwd, "tree2", "sub"), { recursive: true });
+    writeFileSync(join(cwd, "tree2", "sub", "f"), "nested");
+    expect((await pysh(["put", "n1", "-r", "tree2", "t2"], undefined, { cwd })).code).toBe(0);
+    expect((await pysh(["get", "n1", "-r", "t2", "t2-back"], undefined, { cwd })).code).toBe(0);
+    expect(readFileSync(join(cwd, "t2-back", "sub", "f"), "utf8")).toBe("nested");
+    // a local error in the hub's words, with the path as the user wrote it
+    writeFileSync(join(cwd, "a-file"), "");
+    const nd = await pysh(["get", "n1", "-r", "t2", "a-file"], undefined, { cwd });
+    expect(nd.stderr).toBe("ERR a-file exists and is not a directory\n");
+    await until(() => refusals() >= 1, "the failed get in the access log");
+    expect(refusals()).toBe(1); // that one, refused by the engine; none was not_local
+    // told not to: streamed through the hub, the same result
+    const direct0 = { PYTHOND_FILES_DIRECT: "0" };
+    expect((await pysh(["put", "n1", "rel.bin", "rel-up2.bin"], undefined, { cwd, env: direct0 })).code).toBe(0);
+    expect((await pysh(["get", "n1", "rel-up2.bin", "rel-back2.bin"], undefined, { cwd, env: direct0 })).code).toBe(0);
+    expect(readFileSync(join(cwd, "rel-back2.bin")).equals(readFileSync(join(cwd, "rel.bin")))).toBe(true);
+    // a pysh in its own mount namespace sees another file under the same name: the hub must not
+    // read its own file, nor write where pysh cannot see it; it says not_local and pysh streams
+    const shadow = join(hub.d.e.dir, "shadow");
+    mkdirSync(shadow);
+    writeFileSync(join(shadow, "f"), "the hub's view");
+    if (process.getuid?.() !== 0 || Bun.spawnSync(["unshare", "-m", "true"]).exitCode !== 0) return void console.warn("no mount namespaces here: the not_local fallback is not exercised");
+    const script = `mount -t tmpfs none ${shadow} && printf "pysh's view" > ${shadow}/f && ${PYSH} put n1 ${shadow}/f ns.txt && ${PYSH} get n1 ns.txt ${shadow}/g && cat ${shadow}/g`;
+    const ns = await pysh([], undefined, { argv: ["unshare", "-m", "sh", "-c", script] });
+    expect({ code: ns.code, out: ns.stdout, err: ns.stderr }).toEqual({ code: 0, out: "pysh's view", err: "" });
+    expect(readFileSync(join(n1.e.home, "ns.txt"), "utf8")).toBe("pysh's view");
+    expect(existsSync(join(shadow, "g"))).toBe(false);
+    expect(readFileSync(join(shadow, "f"), "utf8")).toBe("the hub's view");
+    await until(() => refusals() >= 3, "the two not_local answers in the access log");
+    expect(refusals()).toBe(3);
   });
 
   test("1 GiB round trip: SHA-256 equal, memory bounded on the hub and the node", async () => {

@@ -3,12 +3,14 @@
  * pysh get <node> [-r] [--no-resume] <remote> <local|->
  *
  * Streams through a tunnel (src/fleet/files/: part file, SHA-256 checked by the receiver, rename,
- * modes, resume). A progress bar (bytes, rate, ETA) on stderr when it is a terminal; nothing when
+ * modes, resume); with the local daemon as hub, the hub does the local end itself (via-hub.ts:
+ * one hop instead of two). A progress bar (bytes, rate, ETA) on stderr when it is a terminal; nothing when
  * piped, except that a resumed transfer says so. Remote paths are relative to the node user's home.
  */
 import { ReplyError } from "../../client/api.ts";
 import { receiveTree } from "../../fleet/files/receive.ts";
 import { sendTree } from "../../fleet/files/send.ts";
+import { localDest, localSource, viaHub } from "../../fleet/files/via-hub.ts";
 import { openTunnel } from "../../fleet/io/client-tunnel.ts";
 import { PythondError } from "../../protocol/errors.ts";
 import { errLine, stderr, stdout } from "../out.ts";
@@ -64,12 +66,16 @@ export async function putMain(argv: string[]): Promise<number> {
   const progress = new Progress();
   try {
     const p = parse(argv, PUT_USAGE);
-    const io = await openTunnel(p.node, { kind: "put", dest: p.to, resume: p.resume });
-    const sum = await sendTree(io, p.from, {
-      recursive: p.recursive,
-      stdin: p.from === "-" ? (Bun.stdin.stream() as unknown as AsyncIterable<Uint8Array>) : undefined,
-      onProgress: (path, done, total) => progress.update(path, done, total),
-    });
+    const onProgress = (path: string, done: number, total: number | null) => progress.update(path, done, total);
+    const spec = { kind: "put" as const, dest: p.to, resume: p.resume };
+    const local = localSource(p.from, p.recursive, progress.on);
+    const sum =
+      (local && (await viaHub(p.node, { ...spec, local }, p.from, onProgress))) ||
+      (await sendTree(await openTunnel(p.node, spec), p.from, {
+        recursive: p.recursive,
+        stdin: p.from === "-" ? (Bun.stdin.stream() as unknown as AsyncIterable<Uint8Array>) : undefined,
+        onProgress,
+      }));
     progress.done();
     if (sum.resumed) stderr(`pysh: resumed: ${size(sum.resumed)} were already on '${p.node}' from an interrupted transfer\n`);
     if (progress.on) stderr(`pysh: put ${p.from} -> ${p.node}:${sum.target} (${sum.files} file${sum.files === 1 ? "" : "s"}, ${size(sum.bytes + sum.resumed)}, SHA-256 verified)\n`);
@@ -84,12 +90,16 @@ export async function getMain(argv: string[]): Promise<number> {
   const progress = new Progress();
   try {
     const p = parse(argv, GET_USAGE);
-    const io = await openTunnel(p.node, { kind: "get", src: p.from, recursive: p.recursive });
-    const sum = await receiveTree(io, p.to, {
-      resume: p.resume,
-      stdout: p.to === "-" ? (b) => stdout(b) : undefined,
-      onProgress: (path, done, total) => progress.update(path, done, total),
-    });
+    const onProgress = (path: string, done: number, total: number | null) => progress.update(path, done, total);
+    const spec = { kind: "get" as const, src: p.from, recursive: p.recursive };
+    const local = localDest(p.to, p.resume, progress.on);
+    const sum =
+      (local && (await viaHub(p.node, { ...spec, local }, p.to, onProgress))) ||
+      (await receiveTree(await openTunnel(p.node, spec), p.to, {
+        resume: p.resume,
+        stdout: p.to === "-" ? (b) => stdout(b) : undefined,
+        onProgress,
+      }));
     progress.done();
     if (sum.resumed) stderr(`pysh: resumed: ${size(sum.resumed)} were already here from an interrupted transfer (${sum.resumedFiles.join(", ")})\n`);
     if (progress.on && p.to !== "-") stderr(`pysh: get ${p.node}:${p.from} -> ${sum.target} (${sum.files} file${sum.files === 1 ? "" : "s"}, ${size(sum.bytes + sum.resumed)}, SHA-256 verified)\n`);

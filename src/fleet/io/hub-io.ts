@@ -23,7 +23,7 @@ export const IO_OK = okReply("io");
 const GC_EVERY = 64 << 20;
 let sinceGc = 0;
 
-function relayed(n: number): void {
+export function relayed(n: number): void {
   sinceGc += n;
   if (sinceGc >= GC_EVERY) {
     sinceGc = 0;
@@ -58,6 +58,11 @@ export function nodeMux(fleet: FleetHub | undefined, node: string) {
 export async function hubIo(fleet: FleetHub | undefined, conn: ClientConn, req: Request): Promise<"ok" | "error"> {
   const node = req.args[0]!;
   const spec = parseSpec(req.body);
+  if ((spec.kind === "put" || spec.kind === "get") && spec.local) {
+    // the hub does the client's end itself (src/fleet/io/hub-files.ts)
+    const { hubFiles } = await import("./hub-files.ts");
+    return hubFiles(fleet, conn, node, spec);
+  }
   const pipe = openPipe(nodeMux(fleet, node), spec);
   conn.reply.text(IO_OK);
   return new Promise((resolve) => {
