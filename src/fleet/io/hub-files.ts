@@ -21,7 +21,7 @@ import { IO_LOCAL_OK, type IoSpec, type LocalEnd } from "../../protocol/fleet-io
 import { receiveTree } from "../files/receive.ts";
 import { sendTree } from "../files/send.ts";
 import type { FleetHub } from "../hub/hub.ts";
-import { nodeMux, relayed } from "./hub-io.ts";
+import { nodeMux } from "./hub-io.ts";
 import { openPipe } from "./mux-pipe.ts";
 import { TunnelDuplex } from "./tunnel.ts";
 
@@ -48,10 +48,7 @@ export async function hubFiles(fleet: FleetHub | undefined, conn: ClientConn, no
   // the client gone (Ctrl-C): the transfer stops; a part file stays for the next run to resume
   conn.onClose(() => io.close());
   let last = 0;
-  let seen = 0;
   const onProgress = (path: string, done: number, size: number | null) => {
-    relayed(Math.max(0, done - seen)); // what came through here, for the collections (hub-io.ts)
-    seen = done;
     const now = performance.now();
     if (!local.progress || (now - last < PROGRESS_EVERY_MS && done !== size)) return;
     last = now;
