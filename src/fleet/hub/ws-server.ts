@@ -269,11 +269,14 @@ export class RawWsChannel extends BaseChannel {
     }
     if (n > this.maxMessage) return this.fail(1009, "message too large");
     if (end - p < 4) return 0;
-    const mask = b.slice(p, p + 4);
+    // a copy (a Buffer's slice is a view): the read it came from may be reused before the payload is all here
+    const mask = new Uint8Array([b[p]!, b[p + 1]!, b[p + 2]!, b[p + 3]!]);
     p += 4;
     const here = Math.min(n, end - p);
     if (here < n && n < BIG_FRAME) return 0; // a small frame: wait for all of it
-    const out = new Uint8Array(n);
+    // its own ArrayBuffer at offset 0 (unmaskInto), not zeroed (every byte is written), and a plain
+    // Uint8Array (a Buffer's slice() would be a view, not the copy a consumer means)
+    const out = new Uint8Array(Buffer.allocUnsafeSlow(n).buffer, 0, n);
     unmaskInto(b, p, out, 0, here, mask);
     if (here < n) {
       this.big = { fin, opcode, mask, out, got: here };
