@@ -16,17 +16,20 @@ export const UNIT_OP = "u";
 /**
  * The `u` frame (src/link/frame.ts layout) of a unit, in front of its payload: length, header
  * length, header, the unit's head. The payload is sent after it as it is (Mux.sendParts), never
- * copied to join them.
+ * copied to join them; `spare` bytes more at the end hold a small payload copied in.
  */
-export function unitPrefix(header: Uint8Array, head: readonly number[], payloadBytes: number): Uint8Array {
+export function unitPrefix(header: Uint8Array, head: readonly number[], payloadBytes: number, spare = 0): Uint8Array {
   const total = 4 + header.length + head.length + payloadBytes;
-  const f = Buffer.allocUnsafe(8 + header.length + head.length);
+  const f = Buffer.allocUnsafeSlow(8 + header.length + head.length + spare);
   f.writeUInt32BE(total, 0);
   f.writeUInt32BE(header.length, 4);
   f.set(header, 8);
   f.set(head, 8 + header.length);
   return f;
 }
+
+/** Units smaller than this are sent as one buffer; larger ones as prefix and payload, not joined. */
+const SMALL = 4096;
 
 /** A pipe on stream `rid` of `mux`, and the two events its owner feeds it (a unit came, the stream went). */
 function muxPipe(mux: Mux, rid: number, live: () => boolean, close: () => void): Pipe & { unit(u: Uint8Array): void; gone(reason: string): void } {
@@ -37,7 +40,11 @@ function muxPipe(mux: Mux, rid: number, live: () => boolean, close: () => void):
     send: (head, payload = "") => {
       if (!live()) return;
       const body = typeof payload === "string" ? Buffer.from(payload) : payload;
-      mux.sendParts(unitPrefix(header, head, body.length), body);
+      if (body.length >= SMALL) return mux.sendParts(unitPrefix(header, head, body.length), body);
+      // a small unit (control records, acks: most of them) is one buffer, as it always was
+      const f = unitPrefix(header, head, body.length, body.length);
+      f.set(body, f.length - body.length);
+      mux.sendFrame(f);
     },
     room: 8 + header.length,
     sendRoomy: (buf) => {
