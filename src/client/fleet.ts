@@ -136,12 +136,14 @@ export class ShStream implements AsyncIterable<ShChunk> {
   private wake?: () => void;
   private room: (() => void)[] = [];
   private done = false;
+  private cancelled = false;
   private io?: Duplex;
 
   constructor(open: Opener, node: string, command: string, opts: Omit<ShOptions, "maxOutputBytes"> = {}) {
     let out = 0;
     let err = 0;
     const push = (fd: 1 | 2, data: Uint8Array): Promise<void> | void => {
+      if (this.cancelled) return; // the reader left: what is still in flight is dropped
       if (fd === 1) out += data.length;
       else err += data.length;
       this.queue.push({ fd, data });
@@ -150,7 +152,10 @@ export class ShStream implements AsyncIterable<ShChunk> {
       if (this.queued < STREAM_HIGH || this.done) return;
       return new Promise((r) => this.room.push(r));
     };
-    this.result = attached(open, node, command, opts, { stdout: (b) => push(1, b), stderr: (b) => push(2, b) }, (io) => (this.io = io)).then(
+    this.result = attached(open, node, command, opts, { stdout: (b) => push(1, b), stderr: (b) => push(2, b) }, (io) => {
+      this.io = io;
+      if (this.cancelled) io.close(); // cancelled while the tunnel was opening
+    }).then(
       ({ id, result }) => exitOf(node, id, result, out, err),
     );
     this.result.catch(() => {}); // a reader that only iterates learns of a failure from the loop
@@ -185,6 +190,7 @@ export class ShStream implements AsyncIterable<ShChunk> {
 
   /** Stops reading: the tunnel closes and the command runs on (its output kept for `job`). */
   cancel(): void {
+    this.cancelled = true;
     this.done = true;
     for (const r of this.room.splice(0)) r();
     this.io?.close();

@@ -8,6 +8,11 @@
  *   const s = await c.new("work");
  *   const r = await s.run("x = 41\nprint(x + 1)");   // r.ok, r.output "42\n", r.cellId
  *   for await (const chunk of s.stream("for i in range(3): print(i)")) process.stdout.write(chunk);
+ *   // on a hub (src/client/fleet*.ts): its nodes, shell commands, jobs, fan-out, files
+ *   await c.waitForNode("worker-1", { timeoutMs: 30_000 });
+ *   const h = await c.sh("worker-1", "hostname");        // h.stdoutText, h.exitCode, h.timedOut
+ *   for await (const r of c.shMany("role=web", "uptime")) console.log(r.node, r.status);
+ *   await c.put("worker-1", "./model.bin", "models/");
  *   c.close();
  *
  * One connection answers its frames in order, so calls on one client are queued here: a call
