@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync, writeFileSync, existsSync, statSync } from "no
 import { join } from "node:path";
 import { connect, NodeCommandLost, PythondError, type PythondClient } from "pythond/client";
 import { Hub, joinNode, type Node } from "./fleet-harness.ts";
-import { until } from "./harness.ts";
+import { exec, makeEnv, PYCTL, until } from "./harness.ts";
 
 let hub: Hub;
 let n1: Node;
@@ -54,6 +54,7 @@ describe("nodes", () => {
     } finally {
       await n3[Symbol.asyncDispose]();
     }
+    await until(async () => (await c.nodes()).find((n) => n.id === "n3")?.state === "offline", "n3 offline");
     const e = await code(c.waitForNode("nobody", { timeoutMs: 300 }));
     expect(e.code).toBe("timeout");
     expect(e.message).toContain("node 'nobody' is not online after 0.3 s (it has not joined this hub");
@@ -166,8 +167,39 @@ describe("shMany", () => {
     expect(off.error?.code).toBe("node_offline");
     expect(off.offlineSince).toMatch(/^\d{4}-/);
 
+    // fail-fast, one at a time: after n1 fails no other node starts
+    const ff = [];
+    for await (const r of c.shMany("*", "exit 1", { failFast: true, maxConcurrency: 1 })) ff.push([r.node, r.status]);
+    expect(Object.fromEntries(ff)).toEqual({ n1: "failed", n2: "skipped", n3: "skipped" });
+
     expect((await code(c.shMany("tier=zzz", "true").next())).code).toBe("no_node");
     expect((await code(c.shMany("no equals", "true").next())).code).toBe("usage");
+  });
+});
+
+describe("a remote client", () => {
+  test("over TLS with host/token and a pinned certificate: node calls open their connections the same way", async () => {
+    const mine = makeEnv();
+    const pin = await exec([PYCTL, "pin", hub.l.certPath], mine);
+    expect(pin.code).toBe(0);
+    const home = process.env.HOME;
+    process.env.HOME = mine.home; // the library reads pins from ~/.pythond/tls, as pysh
+    try {
+      const rc = await connect({ host: `127.0.0.1:${hub.port}`, token: hub.l.token, tls: true });
+      try {
+        expect((await rc.nodes()).map((n) => n.id)).toContain("n1");
+        expect((await rc.sh("n1", "echo far")).stdoutText).toBe("far\n");
+        const seen = [];
+        for await (const r of rc.shMany("role=web", "true")) seen.push(r.status);
+        expect(seen).toEqual(["ok", "ok"]);
+        await rc.writeFile("n1", "far.txt", "far away");
+        expect(Buffer.from((await rc.readFile("n1", "far.txt", { offset: 4 })).data).toString()).toBe("away");
+      } finally {
+        rc.close();
+      }
+    } finally {
+      process.env.HOME = home;
+    }
   });
 });
 
