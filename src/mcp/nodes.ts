@@ -7,7 +7,7 @@
  */
 import { connect, NodeCommandLost, type PythondClient, type ShExit } from "../client/lib.ts";
 import { PythondError } from "../protocol/errors.ts";
-import { okReply } from "../protocol/replies.ts";
+import { errReply, okReply } from "../protocol/replies.ts";
 import { OutputBuffer, within } from "./cells.ts";
 import { byteRange, LIMITS, shapeOutput } from "./shape.ts";
 import type { Progress, ToolResult } from "./tools.ts";
@@ -200,7 +200,7 @@ export class NodeTools {
       const lost = end.error instanceof NodeCommandLost;
       const head = lost
         ? `lost the link to node '${rec.node}' during job ${id}: if the node is still up the command runs on there; node_job(node="${rec.node}", job_id="${id}") once it is back online (list_nodes). Output before the loss:`
-        : `ERR ${end.error.code}: ${end.error.message}`;
+        : errReply(end.error, true);
       return this.answer(head, rec, { node: rec.node, job_id: id }, true);
     }
     return this.answer(`job ${id} on '${rec.node}' ${how(end.exit)} in ${(end.exit.durationMs / 1000).toFixed(1)} s`, rec, { node: rec.node, job_id: id }, end.exit.exitCode !== 0);
