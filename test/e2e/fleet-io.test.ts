@@ -292,6 +292,34 @@ describe("files", () => {
     expect(refusals()).toBe(3);
   });
 
+  test("Ctrl-C during a put the hub does itself: the hub stops it, the part file stays, the next put resumes", async () => {
+    const src = join(hub.d.e.dir, "stopped.bin");
+    const block = crypto.getRandomValues(new Uint8Array(1 << 20));
+    const w = Bun.file(src).writer();
+    for (let i = 0; i < 300; i++) {
+      block[0] = i;
+      w.write(block);
+    }
+    await w.end();
+    const t0 = Date.now();
+    const p = Bun.spawn([PYSH, "put", "n1", src, "stopped.bin"], { env: hub.d.e.env, stdout: "ignore", stderr: "pipe" });
+    const part = () => readdirSync(n1.e.home).find((x) => x.startsWith(".stopped.bin.") && x.endsWith(".pysh-part"));
+    while (!(part() && statSync(join(n1.e.home, part()!)).size > 5_000_000)) await Bun.sleep(10);
+    p.kill("SIGINT");
+    expect(await p.exited).toBe(130);
+    // the hub's io command ends (its result line) once it has stopped sending: the part is short
+    await until(
+      () => accessLog(hub.d).split("\n").some((l) => / event=result .*cmd=io .*status=error/.test(l) && Date.parse(/ts=(\S+)/.exec(l)![1]!) >= t0),
+      "the stopped put's result in the access log",
+    );
+    expect(statSync(join(n1.e.home, part()!)).size).toBeLessThan(300 << 20);
+    expect(existsSync(join(n1.e.home, "stopped.bin"))).toBe(false);
+    const again = await pysh(["put", "n1", src, "stopped.bin"]);
+    expect({ code: again.code, err: again.stderr }).toEqual({ code: 0, err: expect.stringMatching(/^pysh: resumed: \S+ \S+ were already on 'n1'/) });
+    expect(readFileSync(join(n1.e.home, "stopped.bin")).equals(readFileSync(src))).toBe(true);
+    rmSync(src);
+  });
+
   test("1 GiB round trip: SHA-256 equal, memory bounded on the hub and the node", async () => {
     const src = join(hub.d.e.dir, "gig.bin");
     const block = crypto.getRandomValues(new Uint8Array(1 << 20));
