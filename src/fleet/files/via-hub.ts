@@ -24,9 +24,11 @@ export interface ViaHubSummary {
 
 type Progress = (path: string, done: number, size: number | null) => void;
 
+/** The stat of p, or null; also null without an inode number (some file systems: no identity to check). */
 function statBig(p: string): BigIntStats | null {
   try {
-    return statSync(p, { bigint: true });
+    const st = statSync(p, { bigint: true });
+    return st.ino === 0n ? null : st;
   } catch {
     return null;
   }
