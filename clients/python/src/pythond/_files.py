@@ -127,8 +127,10 @@ def send_tree(src: Any, recursive: bool, progress: Progress = None) -> Gen:
         if stream is not None:
             yield from _send_stream(stream, summary, progress)
         elif kind == "file":
+            assert st is not None
             yield from _send_file(src, "", st, summary, progress)
         else:
+            assert st is not None
             yield from _send_dir(src, "", st, summary, progress)
         yield from xsend({"t": "done"})
         yield from recv_control()
@@ -342,7 +344,7 @@ def _receive_file(path: str, m: Dict[str, Any], resume: bool, summary: Dict[str,
     part = part_name(path, m)
     size = m.get("size")
     old = _stat(part) if resume and size is not None else None
-    reuse = old is not None and old.st_size <= int(size)
+    reuse = old is not None and size is not None and old.st_size <= int(size)
     h = hashlib.sha256()
     offset = 0
     try:

@@ -40,7 +40,8 @@ def _stdin_chunks(stdin: Stdin) -> Iterator[bytes]:
         for at in range(0, len(data), F.PIECE):
             yield data[at:at + F.PIECE]
     elif hasattr(stdin, "read"):
-        for b in iter(lambda: stdin.read(F.PIECE), b""):
+        read = getattr(stdin, "read")
+        for b in iter(lambda: read(F.PIECE), b""):
             yield bytes(b)
     else:
         for b in stdin:  # type: ignore[union-attr]
