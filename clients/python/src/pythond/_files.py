@@ -115,7 +115,7 @@ def send_tree(src: Any, recursive: bool, progress: Progress = None) -> Gen:
         if st_.S_ISDIR(st.st_mode) and not recursive:
             yield from fail(error_for("is_directory", "%s is a directory (use recursive=True)" % src))
         if not st_.S_ISDIR(st.st_mode) and not st_.S_ISREG(st.st_mode):
-            yield from fail(PythondError("%s is not a regular file or directory" % src, "usage"))
+            yield from fail(error_for("usage", "%s is not a regular file or directory" % src))
     kind = "dir" if st is not None and st_.S_ISDIR(st.st_mode) else "file"
     name = "stdin" if stream is not None else os.path.basename(src.rstrip("/")) or src
     try:
@@ -298,7 +298,7 @@ def receive_tree(dest: Any, resume: bool, progress: Progress = None) -> Gen:
             raise PythondError("the transfer did not start with its root", "transfer_failed")
         if stream is not None:
             if root["kind"] != "file":
-                raise PythondError("a directory cannot be written to a stream (give a local path)", "usage")
+                raise error_for("usage", "a directory cannot be written to a stream (give a local path)")
         else:
             summary["target"] = _resolve_target(os.fspath(dest), str(root["kind"]), str(root.get("name")))
         yield from xsend({"t": "root", "path": summary["target"]})

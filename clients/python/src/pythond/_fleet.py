@@ -188,7 +188,7 @@ class JobInfo(dict):  # type: ignore[type-arg]
 def sh_spec(command: str, cwd: Optional[str], env: Optional[Dict[str, str]], timeout: Optional[float],
             stdin: bool, detach: bool = False) -> Dict[str, Any]:
     if not isinstance(command, str) or command == "":
-        raise PythondError("sh needs a command (a non-empty string, run by the node user's shell)", "usage")
+        raise error_for("usage", "sh needs a command (a non-empty string, run by the node user's shell)")
     spec: Dict[str, Any] = {"kind": "sh", "command": command}
     if cwd is not None:
         spec["cwd"] = cwd
@@ -196,7 +196,7 @@ def sh_spec(command: str, cwd: Optional[str], env: Optional[Dict[str, str]], tim
         spec["env"] = {str(k): str(v) for k, v in env.items()}
     if timeout is not None:
         if not timeout > 0:
-            raise PythondError("timeout is a number of seconds > 0 (got %r)" % (timeout,), "usage")
+            raise error_for("usage", "timeout is a number of seconds > 0 (got %r)" % (timeout,))
         spec["timeoutMs"] = int(round(timeout * 1000))
     if stdin:
         spec["stdin"] = True
@@ -208,7 +208,7 @@ def sh_spec(command: str, cwd: Optional[str], env: Optional[Dict[str, str]], tim
 def check_node(node: str) -> str:
     """A node id fits in a frame's first line as one word; whether it exists is the hub's to say."""
     if not isinstance(node, str) or not node or any(c.isspace() or ord(c) < 32 for c in node) or "/" in node:
-        raise PythondError("invalid node id %r (letters, digits, '.', '_', '-'; at most 63)" % (node,), "invalid_name")
+        raise error_for("invalid_name", "invalid node id %r (letters, digits, '.', '_', '-'; at most 63)" % (node,))
     return node
 
 
@@ -221,7 +221,7 @@ def fanout_frame(selector: Optional[str], spec: Dict[str, Any], max_concurrency:
     args = ["--all"] if selector is None else ["--selector", selector]
     if max_concurrency is not None:
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
-            raise PythondError("max_concurrency is a whole number >= 1 (got %r)" % (max_concurrency,), "usage")
+            raise error_for("usage", "max_concurrency is a whole number >= 1 (got %r)" % (max_concurrency,))
         args += ["--max-concurrency", str(max_concurrency)]
     if fail_fast:
         args.append("--fail-fast")
@@ -230,7 +230,7 @@ def fanout_frame(selector: Optional[str], spec: Dict[str, Any], max_concurrency:
 
 def check_selector(selector: str) -> str:
     if any(c.isspace() for c in selector) or selector == "":
-        raise PythondError("invalid selector %r: write it as k=v[,k=v] (no spaces)" % (selector,), "usage")
+        raise error_for("usage", "invalid selector %r: write it as k=v[,k=v] (no spaces)" % (selector,))
     return selector
 
 

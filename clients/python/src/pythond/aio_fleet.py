@@ -228,6 +228,7 @@ class AsyncFleetMixin(object):
     async def _tunnel(self, node: str, spec: Dict[str, Any]) -> AsyncTunnel:
         from . import _endpoint as E
 
+        F.check_node(node)
         ws = await self._open_ws()
         try:
             await ws.send(F.io_frame(node, spec))

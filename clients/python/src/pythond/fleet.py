@@ -119,6 +119,7 @@ class FleetMixin(object):
     def _tunnel(self, node: str, spec: Dict[str, Any]) -> Tunnel:
         from . import _endpoint as E
 
+        F.check_node(node)
         return open_tunnel(self._open_ws, node, spec, lambda s: E.explain_rejection(self.endpoint, s))
 
     # -- nodes -----------------------------------------------------------------------------------

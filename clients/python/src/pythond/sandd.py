@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional
 from . import _endpoint as E
 from ._fleet import NodeInfo, ShResult
 from .client import Client
-from .errors import DaemonUnreachable, PythondError, UsageError
+from .errors import DaemonUnreachable, PythondError, UsageError, error_for
 
 STARTUP_S = 30.0
 
@@ -233,7 +233,7 @@ class Server(object):
             args += ["--uses", str(uses)]
         r = subprocess.run(args, env=dict(os.environ, PYTHOND_SOCK=self._socket), capture_output=True, text=True)
         if r.returncode != 0:
-            raise PythondError("pyctl join-token failed: %s" % r.stderr.strip(), "usage")
+            raise error_for("usage", "pyctl join-token failed: %s" % r.stderr.strip())
         line = r.stdout.strip().split("\n")[-1]
         return line + (" --id %s" % daemon_id if daemon_id else "")
 
