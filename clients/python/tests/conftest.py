@@ -120,7 +120,7 @@ class Hub(Daemon):
 class Node(object):
     """`pythond join` in the foreground with its own HOME and socket; returns once it says joined."""
 
-    def __init__(self, hub, node_id, labels=()):
+    def __init__(self, hub, node_id, labels=(), port=None):
         self.id = node_id
         self.dir = tempfile.mkdtemp(prefix="pyd-node-")
         self.home = os.path.join(self.dir, "home")
@@ -130,7 +130,7 @@ class Node(object):
         for k in ("PYTHOND_HOST", "PYTHOND_TOKEN", "PYTHOND_TLS"):
             self.env.pop(k, None)
         token, fp = hub.join_token()
-        args = ["wss://127.0.0.1:%d" % hub.port, "--token", token, "--fingerprint", fp, "--id", node_id,
+        args = ["wss://127.0.0.1:%d" % (port or hub.port), "--token", token, "--fingerprint", fp, "--id", node_id,
                 "--heartbeat", "1"]
         for l in labels:
             args += ["--label", l]
