@@ -38,14 +38,35 @@ const join = defineCommand({
     }
     if (args.token !== undefined) {
       // The node runs for long: its join token stays out of `ps` for the rest of its life
-      // (argv-scrub.ts; our own copy in rawArgv still serves `pyctl restart`).
+      // (argv-scrub.ts).
       (await import("./argv-scrub.ts")).scrubArgv(args.token);
     }
+    // From the environment too (a service's EnvironmentFile, or our own `pyctl restart`, which
+    // hands it on there rather than on the command line). Not inherited by this node's workers.
+    const token = args.token ?? takeEnvToken();
     const { runNode } = await import("../fleet/node/run.ts");
-    await runNode({ url, token: args.token, fingerprint: args.fingerprint, pin: args.pin, id, labels, heartbeat, idleTimeout: idle, argv: rawArgv });
+    await runNode({ url, token, fingerprint: args.fingerprint, pin: args.pin, id, labels, heartbeat, idleTimeout: idle, argv: withoutToken(rawArgv) });
     exitCode = -1; // keep running
   },
 });
+
+/** PYTHOND_JOIN_TOKEN, removed from our environment once read. */
+function takeEnvToken(): string | undefined {
+  const t = process.env.PYTHOND_JOIN_TOKEN;
+  delete process.env.PYTHOND_JOIN_TOKEN;
+  if (t !== undefined && !/^[\x21-\x7e]{1,256}$/.test(t)) throw new PythondError("usage", "PYTHOND_JOIN_TOKEN: not a join token");
+  return t || undefined;
+}
+
+/** The arguments `pyctl restart` starts this node with again: the token goes by the environment. */
+function withoutToken(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--token") i++;
+    else if (!argv[i]!.startsWith("--token=")) out.push(argv[i]!);
+  }
+  return out;
+}
 
 export async function main(argv: string[]): Promise<number> {
   rawArgv = argv;

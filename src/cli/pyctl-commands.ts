@@ -23,7 +23,7 @@ export const DAEMON_OPTIONS: Record<string, OptSpec> = {
 
 /** `pythond join`: a node's options (src/cli/join.ts takes its citty args from here). */
 export const JOIN_OPTIONS: Record<string, OptSpec> = {
-  token: { value: "T", help: "join token (pyctl join-token on the hub); needed at the first join only" },
+  token: { value: "T", help: "join token (pyctl join-token on the hub; or PYTHOND_JOIN_TOKEN); needed at the first join only" },
   fingerprint: { value: "FP", help: "the hub certificate's SHA-256 fingerprint (printed by pyctl join-token)" },
   pin: { value: "FILE", help: "the hub's certificate file, instead of --fingerprint" },
   id: { value: "ID", help: "this node's id (default: kept from before, else generated once)" },

@@ -11,15 +11,14 @@ import { join } from "node:path";
 import { restartMarker, runtimeDir, socketExplicit, socketPath } from "../paths.ts";
 import { checkDaemonSocket } from "../secure-fs.ts";
 import type { RemoteEndpoint } from "./remote.ts";
+import { closeError, Inbox, type Message } from "./inbox.ts";
 
 const RESTART_GRACE_MS = 10_000;
 
-export type Message = { text: string } | { binary: Uint8Array };
+export type { Message } from "./inbox.ts";
 
 export class Client {
-  private inbox: Message[] = [];
-  private waiter?: { resolve(m: Message): void; reject(e: Error): void };
-  private closedWith?: PythondError;
+  private inbox = new Inbox();
   /** Called once when the connection closes (proxy links watch their idle connections). */
   onClosed?: (err: PythondError) => void;
 
@@ -34,17 +33,12 @@ export class Client {
       let m: Message = typeof ev.data === "string" ? { text: ev.data } : { binary: ev.data as Uint8Array };
       if (this.explain && "text" in m) m = { text: this.explain(m.text) };
       this.explain = undefined;
-      if (this.waiter) {
-        const w = this.waiter;
-        this.waiter = undefined;
-        w.resolve(m);
-      } else this.inbox.push(m);
+      this.inbox.push(m);
     };
     ws.onclose = (ev) => {
-      this.closedWith = closeError(ev.code, ev.reason);
-      this.waiter?.reject(this.closedWith);
-      this.waiter = undefined;
-      this.onClosed?.(this.closedWith);
+      const err = closeError(ev.code, ev.reason);
+      this.inbox.end(err);
+      this.onClosed?.(err);
     };
   }
 
@@ -94,27 +88,20 @@ export class Client {
   }
 
   get closed(): boolean {
-    return this.closedWith !== undefined;
+    return this.inbox.endedWith !== undefined;
   }
 
   send(frame: string | Uint8Array): void {
-    if (this.closedWith) throw this.closedWith;
+    if (this.inbox.endedWith) throw this.inbox.endedWith;
     this.ws.send(frame);
   }
 
   next(): Promise<Message> {
-    const m = this.inbox.shift();
-    if (m) return Promise.resolve(m);
-    if (this.closedWith) return Promise.reject(this.closedWith);
-    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+    return this.inbox.next();
   }
 
-  /** The next text frame (binary frames in between are an error for one-reply commands). */
-  async nextText(): Promise<string> {
-    for (;;) {
-      const m = await this.next();
-      if ("text" in m) return m.text;
-    }
+  nextText(): Promise<string> {
+    return this.inbox.nextText();
   }
 
   close(): void {
@@ -143,11 +130,4 @@ function daemonComing(runtime: string): boolean {
   } catch {
     return true;
   }
-}
-
-function closeError(code: number, reason: string): PythondError {
-  if (code === 1009) return new PythondError("frame_too_large", `frame too large: ${reason || "over the daemon's limit"}`);
-  if (code === 1008) return new PythondError("auth_failed", reason || "auth failed");
-  if (code === 1007) return new PythondError("bad_frame", `invalid frame: ${reason || "not valid UTF-8"}`);
-  return new PythondError("daemon_unreachable", `daemon closed the connection${reason ? `: ${reason}` : ` (code ${code})`}`);
 }

@@ -74,7 +74,7 @@ export const HANDLERS: Record<CommandName, Handler> = {
       const stuck = s.state === "alive" ? unresponsiveWhy(s) : undefined;
       if (stuck) return `  ${s.name}: unresponsive pid=${s.pid} (${stuck})`;
       if (s.state === "alive") return `  ${s.name}: alive pid=${s.pid} (pty)`;
-      if (s.state === "starting") return `  ${s.name}: starting`;
+      if (s.state === "starting") return s.reason ? `  ${s.name}: unresponsive pid=${s.pid} (${s.reason})` : `  ${s.name}: starting`;
       if (s.state === "incompatible") return `  ${s.name}: incompatible pid=${s.pid} (${s.reason})`;
       return `  ${s.name}: dead (${s.reason ?? "reason unknown"})`;
     });

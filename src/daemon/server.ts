@@ -50,6 +50,8 @@ export interface DaemonOptions {
   heartbeat?: number;
   /** The role name `pyctl restart` starts again with (default "daemon"; a node: "join"). */
   role?: string;
+  /** Added to the environment `pyctl restart` starts us with (a node's join token: not in argv). */
+  restartEnv?: Record<string, string>;
   /**
    * A node (`pythond join`): called once the daemon serves; dials the hub. Its rejection (a
    * refused first join) stops the daemon (sessions live on) and is thrown from runDaemon.
@@ -171,6 +173,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     // The role (daemon or join) is kept so a fleet node restarts as a node.
     const self = process.execPath.replace(/ \(deleted\)$/, "");
     const cmd = [self, ...(compiled ? [] : [Bun.main]), opts.role ?? "daemon", ...(opts.argv ?? [])];
+    const env = { ...process.env, ...opts.restartEnv };
     flushAccessLogs();
     // In place: the same process id, terminal, process group and parent, so a foreground daemon
     // stays in the foreground (Ctrl-C reaches it) and a supervisor sees no exit. Bun implements
@@ -178,12 +181,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     const execve = (process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never }).execve;
     if (execve && process.platform !== "win32") {
       try {
-        execve(self, cmd, process.env);
+        execve(self, cmd, env);
       } catch (e) {
         say(`restart in place failed (${(e as Error).message}); starting a new process instead`);
       }
     }
-    const next = Bun.spawn(cmd, { stdio: ["ignore", "inherit", "inherit"], detached: true, env: process.env });
+    const next = Bun.spawn(cmd, { stdio: ["ignore", "inherit", "inherit"], detached: true, env });
     next.unref();
     process.exit(0);
   };
@@ -311,7 +314,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       remote?.stop();
       server.stop(true);
       lock.release();
-      flushAccessLogs();
+      const env = { ...process.env, ...opts.restartEnv };
+    flushAccessLogs();
       throw e;
     }
   }

@@ -6,7 +6,7 @@
  *   -> request head -> penalty check -> mTLS + token (auth.ts)
  *   -> rejected: upgrade, `ERR auth failed…`, close 1008, after the source's penalty delay
  *   -> accepted: the head, minus the token, plus the real peer address, is replayed to the
- *      daemon's own WebSocket server on its Unix socket, and bytes are piped both ways (bridge.ts).
+ *      daemon's own WebSocket server on its Unix socket, and bytes are piped both ways (splice.ts).
  *
  * Every connection that does not get through leaves an `event=auth status=error reason=…` line
  * in the access log; one that does leaves `event=auth status=ok`, then the usual lines under the
@@ -29,18 +29,8 @@ import { writeFileAtomic } from "../tls/files.ts";
 import { fingerprintOfPem } from "../tls/pem.ts";
 import type { AccessLog } from "../daemon/access-log.ts";
 import { authorize, newToken, Penalties, rejectionFrame, TrustedClients } from "./auth.ts";
-import {
-  BRIDGE_HEADER,
-  headEnd,
-  httpResponse,
-  isWebSocketUpgrade,
-  MAX_HEAD,
-  parseHead,
-  Pipe,
-  rejectionBytes,
-  rewriteHead,
-  type RequestHead,
-} from "./bridge.ts";
+import { BRIDGE_HEADER, headEnd, httpResponse, isWebSocketUpgrade, MAX_HEAD, parseHead, rejectionBytes, type RequestHead } from "./bridge.ts";
+import { spliceToDaemon, type ClientSocket, type Conn, type ListenContext } from "./splice.ts";
 import type { ListenAddress, RemoteOptions } from "./types.ts";
 import type { AdoptedSocket, NodeSocketInfo } from "../fleet/hub/admit.ts";
 import { NODE_SUBPROTOCOL } from "../protocol/fleet.ts";
@@ -60,48 +50,13 @@ const MAX_PREAUTH_PER_SOURCE = Number(process.env.PYTHOND_PREAUTH_PER_SOURCE || 
 const MAX_EARLY = 64 * 1024;
 const PROTOCOLS = SUBPROTOCOLS;
 
-interface Conn {
-  id: number;
-  peer: string;
-  source: string;
-  tls: boolean;
-  /** From the local TCP mode's listener (see fromBridge). */
-  local: boolean;
-  clientCert: string | null;
-  phase: "handshake" | "head" | "judging" | "piping" | "node" | "done";
-  /** A node link handed to the fleet hub (src/fleet/hub/admit.ts): it gets the socket's events. */
-  node?: AdoptedSocket;
-  /** The client's socket has closed. */
-  closed: boolean;
-  /** The daemon's first answer (101) has come back through the bridge. */
-  upgraded?: boolean;
-  /** The `event=auth status=ok` fields, logged when the daemon's server accepts the upgrade. */
-  authOk?: Record<string, string>;
-  head: Uint8Array[];
-  headBytes: number;
-  early: Uint8Array[];
-  earlyBytes: number;
-  timer?: ReturnType<typeof setTimeout>;
-  toInner?: Pipe;
-  toClient?: Pipe;
-  inner?: Socket<Conn>;
-}
-
-type ClientSocket = Socket<Conn>;
-
-export interface ListenContext {
-  /** The daemon's Unix socket, where accepted connections are replayed. */
-  innerSocket: string;
-  log: AccessLog;
-  nextConnId(): number;
-  say(msg: string): void;
-}
-
 /**
  * TCP access for one daemon run: the token, the certificate, the listeners, and the secret that
  * marks bridged requests. Built by `prepareRemote` before the daemon starts serving (so that bad
  * flags fail at once and --show-token lines come first), then `listen` once the Unix server runs.
  */
+export type { ListenContext };
+
 export class RemoteAccess {
   readonly bridgeSecret = newToken();
   private listeners: TCPSocketListener<Conn>[] = [];
@@ -344,69 +299,7 @@ export class RemoteAccess {
     // Logged once the daemon's server has answered: it may still refuse the request (a head Bun
     // finds malformed or too large, 400/431), and then that refusal is the outcome to log.
     c.authOk = { status: "ok", method: verdict.method, ...certField };
-    await this.bridge(ctx, s, h);
-  }
-
-  /** Replays the accepted request to the daemon's own server and pipes both ways. */
-  private async bridge(ctx: ListenContext, s: ClientSocket, h: RequestHead): Promise<void> {
-    const c = s.data;
-    const logOutcome = (statusLine: string) => {
-      const ok = c.authOk ?? {};
-      c.authOk = undefined;
-      if (statusLine.startsWith("HTTP/1.1 101")) return ctx.log.write("auth", { conn_id: c.id, peer: c.peer, ...ok });
-      const code = /^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1] ?? "none";
-      const { method: _m, status: _s, ...rest } = ok;
-      ctx.log.write("auth", { conn_id: c.id, peer: c.peer, ...rest, status: "error", reason: "bad_request", detail: `daemon_http_${code}` });
-    };
-    let inner: Socket<Conn>;
-    try {
-      inner = await Bun.connect<Conn>({
-        unix: ctx.innerSocket,
-        data: c,
-        socket: {
-          data: (u, d) => {
-            // One request per bridged connection: if the daemon did not switch protocols, relay
-            // its answer and hang up, so that no second, unvouched request can follow on this
-            // connection (it would look like a local client).
-            if (!c.upgraded) {
-              c.upgraded = true;
-              const statusLine = Buffer.from(d.subarray(0, 12)).toString("latin1");
-              logOutcome(statusLine);
-              if (!statusLine.startsWith("HTTP/1.1 101")) {
-                c.toClient?.write(d);
-                c.toClient?.end();
-                return void u.end();
-              }
-            }
-            c.toClient?.write(d);
-          },
-          drain: () => c.toInner?.drain(),
-          close: () => {
-            if (!c.upgraded) {
-              c.upgraded = true;
-              logOutcome(""); // the daemon hung up without answering
-            }
-            c.toClient?.end();
-          },
-          error: () => {},
-        },
-      });
-    } catch {
-      logOutcome("");
-      return void s.end();
-    }
-    if (c.closed) {
-      // the client left while we connected
-      inner.end();
-      return;
-    }
-    c.inner = inner;
-    c.toInner = new Pipe(s as Socket<unknown>, inner as Socket<unknown>);
-    c.toClient = new Pipe(inner as Socket<unknown>, s as Socket<unknown>);
-    const bridge = { secret: this.bridgeSecret, peer: c.peer, connId: c.id, caller: c.local ? ("local" as const) : ("remote" as const) };
-    c.toInner.write(new TextEncoder().encode(rewriteHead(h, bridge)));
-    for (const d of c.early) c.toInner.write(d);
-    c.early = [];
+    await spliceToDaemon(ctx, s, h, this.bridgeSecret);
   }
 }
 

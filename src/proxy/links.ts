@@ -18,7 +18,7 @@ import { Mux } from "../link/mux.ts";
 import { Redialer } from "../link/redial.ts";
 import { encodeWorkerFrame } from "../link/frame.ts";
 import { endpointLabel, type RemoteEndpoint } from "../client/remote.ts";
-import type { Message } from "../client/connect.ts";
+import { closeError, Inbox, type Message } from "../client/inbox.ts";
 import { hostPort } from "../protocol/endpoint.ts";
 import { PythondError } from "../protocol/errors.ts";
 import { parseError } from "../protocol/replies.ts";
@@ -222,9 +222,7 @@ function within<T>(p: Promise<T>, ms: number, onTimeout: () => void): Promise<T>
  * acknowledged (credits), so the remote's cell runs at the pace of the proxy's own client.
  */
 export class VirtualClient {
-  private inbox: Message[] = [];
-  private waiter?: { resolve(m: Message): void; reject(e: Error): void };
-  private closedWith?: PythondError;
+  private inbox = new Inbox();
   private owed = 0;
   private rid = 0;
 
@@ -241,40 +239,30 @@ export class VirtualClient {
           body = Buffer.concat(pieces);
           pieces.length = 0;
         }
-        if (h.op === "t") c.push({ text: dec.decode(body) });
-        else if (h.op === "b") c.push({ binary: body });
-        else if (h.op === "end") {
-          const why = h.reason ? String(h.reason) : "";
-          if (h.code === 1009) c.end(new PythondError("frame_too_large", `frame too large: ${why || "over the daemon's limit"}`));
-          else c.end(new PythondError("daemon_unreachable", `daemon closed the connection${why ? `: ${why}` : ""}`));
-        }
+        if (h.op === "t") c.inbox.push({ text: dec.decode(body) });
+        else if (h.op === "b") c.inbox.push({ binary: body });
+        else if (h.op === "end") c.inbox.end(closeError(Number(h.code ?? 0), h.reason ? String(h.reason) : ""));
       },
-      lost: (reason) => c.end(new PythondError("daemon_unreachable", reason)),
+      lost: (reason) => c.inbox.end(new PythondError("daemon_unreachable", reason)),
     });
     return c;
   }
 
   get closed(): boolean {
-    return this.closedWith !== undefined;
+    return this.inbox.endedWith !== undefined;
   }
 
   send(frame: string | Uint8Array): void {
-    if (this.closedWith) throw this.closedWith;
+    if (this.inbox.endedWith) throw this.inbox.endedWith;
     sendInPieces((op, fields, body) => this.mux.send({ op, rid: this.rid, ...fields }, body), frame);
   }
 
   next(): Promise<Message> {
-    const m = this.inbox.shift();
-    if (m) return Promise.resolve(m);
-    if (this.closedWith) return Promise.reject(this.closedWith);
-    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+    return this.inbox.next();
   }
 
-  async nextText(): Promise<string> {
-    for (;;) {
-      const m = await this.next();
-      if ("text" in m) return m.text;
-    }
+  nextText(): Promise<string> {
+    return this.inbox.nextText();
   }
 
   /** The relaying took `n` more bytes (its client's buffer has room): credit for the remote. */
@@ -286,24 +274,8 @@ export class VirtualClient {
   }
 
   close(): void {
-    if (this.closedWith) return;
+    if (this.closed) return;
     this.mux.cancel(this.rid);
-    this.end(new PythondError("daemon_unreachable", "closed"));
-  }
-
-  private push(m: Message): void {
-    if (this.closedWith) return;
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = undefined;
-      w.resolve(m);
-    } else this.inbox.push(m);
-  }
-
-  private end(err: PythondError): void {
-    if (this.closedWith) return;
-    this.closedWith = err;
-    this.waiter?.reject(err);
-    this.waiter = undefined;
+    this.inbox.end(new PythondError("daemon_unreachable", "closed"));
   }
 }

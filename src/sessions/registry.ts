@@ -12,6 +12,7 @@ import type { WorkerRecord } from "../protocol/worker.ts";
 import { WorkerLink } from "../worker/link.ts";
 import { spawnWorker, workerPaths } from "../worker/spawn.ts";
 import { isAlive } from "./alive.ts";
+import { processState } from "./health.ts";
 import { SparePool } from "./spare.ts";
 
 export interface Session {
@@ -26,11 +27,16 @@ export interface Session {
   exited?: Promise<string>;
   /** When a `status` to the worker went unanswered (src/sessions/health.ts). */
   unresponsiveSince?: number;
+  /** The next attempt to adopt a worker that did not answer yet (registry.awaitAnswer). */
+  timer?: ReturnType<typeof setTimeout>;
 }
 
 export type SessionLog = (name: string, message: string) => void;
 
 const KILL_GRACE_MS = 3000;
+/** How long a worker being adopted has to answer, and how often one that did not is asked again. */
+const ADOPT_HELLO_MS = Number(process.env.PYTHOND_ADOPT_TIMEOUT_MS) || 3000;
+const ADOPT_RETRY_MS = Math.min(ADOPT_HELLO_MS, 2000);
 
 export class Registry {
   private sessions = new Map<string, Session>();
@@ -57,6 +63,9 @@ export class Registry {
     if (!s) throw new PythondError("no_session", `no session '${name}' -- create it first with: pysh new ${name}`);
     if (s.state === "incompatible") {
       throw new PythondError("worker_incompatible", `session '${name}' ${s.reason} -- end it with: kill ${name}`);
+    }
+    if (s.state === "starting" && s.reason) {
+      throw new PythondError("busy", `session '${name}' does not answer (${s.reason}) -- the daemon takes it back once it does; or: kill ${name}`);
     }
     if (s.state === "dead" || !s.link) {
       const why = s.state === "dead" ? `is dead (${s.reason ?? "reason unknown"})` : "is still starting";
@@ -124,17 +133,53 @@ export class Registry {
       return;
     }
     try {
-      const link = await WorkerLink.connect(record.sock, record.secret);
-      const s: Session = { name: record.name, state: "alive", pid: record.pid, link, record };
-      this.sessions.set(record.name, s);
-      this.watch(s);
-      this.log(record.name, `adopted worker pid ${record.pid}`);
+      const link = await WorkerLink.connect(record.sock, record.secret, ADOPT_HELLO_MS);
+      this.adopted(record, link);
     } catch (e) {
       const err = PythondError.from(e);
+      if (err.code === "timeout") return this.awaitAnswer(path, record, err.message);
       const state = err.code === "worker_incompatible" ? "incompatible" : "dead";
       this.sessions.set(record.name, { name: record.name, state, pid: record.pid, reason: err.message, record });
       this.log(record.name, `not adopted: ${err.message}`);
     }
+  }
+
+  private adopted(record: WorkerRecord, link: WorkerLink): void {
+    const s: Session = { name: record.name, state: "alive", pid: record.pid, link, record };
+    this.sessions.set(record.name, s);
+    this.watch(s);
+    this.log(record.name, `adopted worker pid ${record.pid}`);
+  }
+
+  /**
+   * A live worker that did not answer (stopped with SIGSTOP, or wedged): the daemon starts without
+   * it rather than waiting for ever, lists it as unresponsive, and adopts it once it answers
+   * (`kill -CONT`), unless it dies, or is killed or replaced, first.
+   */
+  private awaitAnswer(path: string, record: WorkerRecord, why: string): void {
+    const stopped = processState(record.pid) === "stopped";
+    const reason = stopped ? `process stopped: kill -CONT ${record.pid}` : why;
+    const s: Session = { name: record.name, state: "starting", pid: record.pid, record, reason };
+    this.sessions.set(record.name, s);
+    this.log(record.name, `not adopted yet: worker pid ${record.pid} ${stopped ? "is stopped (SIGSTOP)" : why}; adopting it once it answers`);
+    const retry = async () => {
+      if (this.sessions.get(record.name) !== s) return;
+      if (!isAlive(record.pid)) {
+        this.sessions.delete(record.name);
+        return void this.adopt(path); // says it is lost, as at start
+      }
+      try {
+        const link = await WorkerLink.connect(record.sock, record.secret, ADOPT_HELLO_MS);
+        if (this.sessions.get(record.name) !== s) return link.close();
+        this.adopted(record, link);
+      } catch (e) {
+        if (PythondError.from(e).code === "timeout") return void (s.timer = setTimeout(retry, ADOPT_RETRY_MS));
+        if (this.sessions.get(record.name) !== s) return;
+        this.sessions.delete(record.name);
+        void this.adopt(path); // it answered, but not as a worker we can adopt: adopt says why
+      }
+    };
+    s.timer = setTimeout(retry, ADOPT_RETRY_MS);
   }
 
   private watch(s: Session): void {
@@ -156,6 +201,7 @@ export class Registry {
     const s = this.sessions.get(name);
     if (!s) throw new PythondError("no_session", `no session '${name}' -- create it first with: pysh new ${name}`);
     this.sessions.delete(name);
+    clearTimeout(s.timer);
     if (s.state !== "dead" && s.pid) {
       const pgid = s.record?.pgid ?? s.pid;
       signalGroup(pgid, "SIGTERM");
@@ -177,6 +223,7 @@ export class Registry {
   detachAll(): void {
     this.spares.close();
     for (const s of this.sessions.values()) {
+      clearTimeout(s.timer);
       const link = s.link;
       s.link = undefined;
       s.state = "dead";

@@ -52,13 +52,30 @@ export class WorkerLink {
   /** Receives the session terminal's frames (tout, tdetach) while anyone is attached. */
   onTerminal?: (h: WorkerHeader, body: Uint8Array) => void;
 
-  static connect(sockPath: string, secret: string): Promise<WorkerLink> {
-    return WorkerLink.open(() => UnixChannel.connect(sockPath), secret);
+  static connect(sockPath: string, secret: string, timeoutMs?: number): Promise<WorkerLink> {
+    return WorkerLink.open(() => UnixChannel.connect(sockPath), secret, timeoutMs);
   }
 
-  /** The handshake on channels from `dial` (a Unix socket; a memory pair in unit tests). */
-  static async open(dial: () => Promise<Channel>, secret: string): Promise<WorkerLink> {
+  /**
+   * The handshake on channels from `dial` (a Unix socket; a memory pair in unit tests). With
+   * `timeoutMs`, a worker that does not answer by then (stopped with SIGSTOP: its socket still
+   * accepts) fails with code `timeout` instead of holding the caller for ever.
+   */
+  static async open(dial: () => Promise<Channel>, secret: string, timeoutMs?: number): Promise<WorkerLink> {
     const link = new WorkerLink();
+    if (timeoutMs === undefined) return link.handshake(dial, secret);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new PythondError("timeout", `did not answer the daemon within ${(timeoutMs / 1000).toFixed(1)} s`));
+        link.close();
+      }, timeoutMs);
+    });
+    return Promise.race([link.handshake(dial, secret), late]).finally(() => clearTimeout(timer));
+  }
+
+  private async handshake(dial: () => Promise<Channel>, secret: string): Promise<WorkerLink> {
+    const link = this;
     const h = await link.hello(dial, secret);
     if (!h.ok) {
       link.close();
@@ -86,6 +103,10 @@ export class WorkerLink {
   private async hello(dial: () => Promise<Channel>, secret: string, lane?: "run"): Promise<WorkerHeader> {
     const reply = new Promise<WorkerHeader>((resolve, reject) => (this.helloWaiter = { resolve, reject }));
     const channel = await dial();
+    if (this.closed) {
+      channel.close("closed by daemon"); // given up on (timeout) while connecting
+      throw new PythondError("session_dead", "the daemon gave up on this worker");
+    }
     const mux = new Mux(channel, {
       ids: this.ids,
       onFrame: (h, b) => this.unsolicited(h, b),

@@ -1,6 +1,6 @@
 /** fire, fork, poll, wait, int (issue: async cells). */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { alive, startDaemon, makeEnv, until, type Daemon } from "./harness.ts";
+import { alive, startDaemon, makeEnv, rawClient, until, type Daemon } from "./harness.ts";
 
 let d: Daemon;
 beforeAll(async () => {
@@ -62,6 +62,22 @@ describe("fire", () => {
     expect((await d.pysh(["int", "work"])).stdout).toBe("OK int work: 1 thread (best-effort)\n");
     await waitDone(f.cell_id);
     expect((await poll(f.cell_id)).output).toContain("KeyboardInterrupt");
+  });
+  test("int sent right behind fire (before the cell's thread runs) still interrupts it", async () => {
+    const c = await rawClient(d.e.sock, ["pythond.1"]);
+    try {
+      for (let i = 0; i < 20; i++) {
+        // both frames at once: the worker often takes the int before the new thread has started
+        c.send("fire work\nimport time\nwhile True: time.sleep(0.01)");
+        c.send("int work");
+        const fired = JSON.parse(await c.next() as string) as { cell_id: string };
+        expect(await c.next()).toBe("OK int work: 1 thread (best-effort)");
+        await waitDone(fired.cell_id);
+        expect((await poll(fired.cell_id)).output).toContain("KeyboardInterrupt");
+      }
+    } finally {
+      c.close();
+    }
   });
   test("successful fire cells go to history.py when they finish", async () => {
     const f = await cellOf(["fire", "work", "fired_marker = 1"]);

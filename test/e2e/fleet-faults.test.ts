@@ -6,7 +6,7 @@
  * streaming to a hub client runs on, once, and its output reaches that client.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { alive, LineWatcher, PYSH, until } from "./harness.ts";
 import { accessLogWith, Hub, joinNode, Node, Relay } from "./fleet-harness.ts";
@@ -40,6 +40,33 @@ describe("a node killed and restarted", () => {
     expect(back.log.text).toContain(`session s: adopted worker pid ${pid}`);
     await until(async () => (await state("w-kill")) === "online", "the node to be back");
     expect((await hub.pysh(["run", "w-kill/s", "kept"])).stdout).toBe("still here\n");
+  });
+});
+
+describe("pyctl restart on a node", () => {
+  test("in place (same pid), still a node, sessions adopted; the token travels by the environment, not argv", async () => {
+    const t = await hub.joinToken(["--uses", "1"]);
+    const n = new Node();
+    nodes.push(n);
+    // the token from the environment, as a service's EnvironmentFile gives it
+    n.e.env.PYTHOND_JOIN_TOKEN = t.token;
+    await n.join([`wss://127.0.0.1:${hub.port}`, "--fingerprint", t.fingerprint, "--id", "w-re", "--heartbeat", "1"]);
+    delete n.e.env.PYTHOND_JOIN_TOKEN;
+    expect(n.log.text).toContain("as node 'w-re' (enrolled now)");
+    expect((await n.pysh(["new", "s"])).code).toBe(0);
+    expect((await hub.pysh(["run", "w-re/s", "import os; k = 5; print(os.environ.get('PYTHOND_JOIN_TOKEN'))"])).stdout).toBe("None\n");
+    const [wpid] = n.workerPids();
+    const r = await n.pyctl(["restart"]);
+    expect(r.stdout + r.stderr).toContain("restarting daemon");
+    await n.log.waitFor(/restarting \(sessions keep running\)/);
+    await n.log.waitFor(new RegExp(`session s: adopted worker pid ${wpid}`));
+    // the same process, a node again: back on the hub with its key (the single-use token is spent)
+    await until(async () => (await state("w-re")) === "online" && n.log.text.split("joined: ").length > 2, "the node to rejoin after its restart");
+    expect(n.proc!.exitCode).toBeNull();
+    const cmdline = readFileSync(`/proc/${n.pid}/cmdline`, "utf8").split("\0");
+    expect(cmdline).toContain("join");
+    expect(cmdline.join(" ")).not.toContain(t.token);
+    expect((await hub.pysh(["run", "w-re/s", "k + 1"])).stdout).toBe("6\n");
   });
 });
 

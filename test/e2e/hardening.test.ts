@@ -76,6 +76,33 @@ describe("a stopped worker", () => {
     expect((await d.pysh(["ls"])).stdout).toBe(`  z: alive pid=${pid} (pty)\n`);
   });
 
+  test("a daemon (re)started beside a stopped worker serves the others at once, and adopts it on SIGCONT", async () => {
+    const e = makeEnv();
+    e.env.PYTHOND_ADOPT_TIMEOUT_MS = "500";
+    const d1 = await startDaemon([], e);
+    await d1.pysh(["new", "stopped"]);
+    await d1.pysh(["new", "fine"]);
+    expect((await d1.pysh(["run", "stopped", "kept = 'here'"])).code).toBe(0);
+    const pid = JSON.parse((await d1.pysh(["status", "stopped"])).stdout).pid as number;
+    d1.proc.kill("SIGKILL");
+    await d1.proc.exited;
+    process.kill(pid, "SIGSTOP");
+    await using d = await startDaemon([], e); // it used to wait for that worker's answer for ever
+    try {
+      await d.log.waitFor(new RegExp(`session stopped: not adopted yet: worker pid ${pid} is stopped \\(SIGSTOP\\); adopting it once it answers`));
+      expect((await d.pysh(["ls"])).stdout).toContain(`  stopped: unresponsive pid=${pid} (process stopped: kill -CONT ${pid})\n`);
+      expect((await d.pysh(["run", "fine", "6 * 7"])).stdout).toBe("42\n");
+      const r = await d.pysh(["run", "stopped", "kept"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(`ERR session 'stopped' does not answer (process stopped: kill -CONT ${pid}) -- the daemon takes it back once it does; or: kill stopped\n`);
+    } finally {
+      process.kill(pid, "SIGCONT");
+    }
+    await d.log.waitFor(new RegExp(`session stopped: adopted worker pid ${pid}`));
+    expect((await d.pysh(["run", "stopped", "kept"])).stdout).toBe("here\n");
+    expect((await d.pysh(["ls"])).stdout).toContain(`  stopped: alive pid=${pid} (pty)\n`);
+  });
+
   test("a worker wedged in C code holding the GIL: status says unresponsive (running), ls says so, kill still ends it", async () => {
     await using d = await startDaemon();
     await d.pysh(["new", "g"]);

@@ -23,7 +23,7 @@ export interface NodeOptions {
   labels: Record<string, string>;
   heartbeat: number;
   idleTimeout?: number;
-  /** The arguments after `join`, for `pyctl restart`. */
+  /** The arguments after `join`, for `pyctl restart` (without the token: see restartEnv). */
   argv: string[];
 }
 
@@ -60,6 +60,7 @@ export async function runNode(o: NodeOptions): Promise<void> {
     idleTimeout: o.idleTimeout,
     argv: o.argv,
     role: "join",
+    restartEnv: o.token ? { PYTHOND_JOIN_TOKEN: o.token } : undefined,
     node: async (ctx, nextConnId, say) => {
       const server = new NodeServer(hubDispatch(ctx, `hub:${url.where}`, nextConnId));
       const agent = new NodeAgent({ url, id, key, token: o.token, labels: o.labels, heartbeat: o.heartbeat, fingerprint, hubPem }, server, say);

@@ -55,6 +55,8 @@ class Cell(object):
     sub = None  # (conn, rid) of whoever streams the output
     unacked = 0
     thread_ident = None
+    in_code = False  # a fire cell's thread runs the cell's code (ops._run_interruptible)
+    int_asked = False
     counted = 0  # what Cells counts of this cell's output (set once it has ended)
 
     def __init__(self, kind, code, sub=None):
@@ -68,6 +70,8 @@ class Cell(object):
         self.extra = {}
         self.chunks = collections.deque()
         self.out = capture.Out(self._sink)
+        if kind == "fire":
+            self.int_lock = threading.Lock()
 
     # -- output -----------------------------------------------------------------------------
     def _sink(self, data):

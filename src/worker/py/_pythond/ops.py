@@ -83,11 +83,10 @@ def op_fire(w, conn, rid, h, body):
     w.cells.add(cell)
 
     def run():
-        cell.thread_ident = threading.get_ident()
         capture.bind_thread(cell.out)
         w.capture.register(cell.out)
         try:
-            result = execute.execute(cell.code, w.ns, "<cell-%s>" % cell.id)
+            result = _run_interruptible(w, cell)
         finally:
             capture.bind_thread(None)
             w.capture.unregister(cell.out)
@@ -97,6 +96,45 @@ def op_fire(w, conn, rid, h, body):
     human.async_note(w, cell, "start")
     threading.Thread(target=run, name="pythond-fire-" + cell.id, daemon=True).start()
     reply(conn, rid, {"cell_id": cell.id, "status": "fired"})
+
+
+def _run_interruptible(w, cell):
+    """A fire cell's code, interruptible from `int` at any moment of its life.
+
+    An interrupt is an exception raised in the cell's thread (PyThreadState_SetAsyncExc), which
+    only works once the thread runs the cell's code and must not land in ours. So `int` sets
+    cell.int_asked and raises only while cell.in_code; an interrupt that comes before (the thread
+    not started yet) is found here and ends the cell at once; one raised as the code ends is
+    cleared before it can land in the clean-up."""
+    with cell.int_lock:
+        if cell.int_asked:
+            result = execute.Result()
+            result.ok = False
+            result.error = "KeyboardInterrupt"
+            return result
+        cell.thread_ident = threading.get_ident()
+        cell.in_code = True
+    try:
+        result = execute.execute(cell.code, w.ns, "<cell-%s>" % cell.id)
+    except KeyboardInterrupt:  # landed between execute's own statements
+        result = execute.Result()
+        result.ok = False
+        result.error = "KeyboardInterrupt"
+    with cell.int_lock:
+        cell.in_code = False
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(cell.thread_ident), None)
+    return result
+
+
+def _int_thread(cell):
+    """Interrupts a fire cell (see _run_interruptible); False if it has already ended."""
+    with cell.int_lock:
+        if cell.status != "running":
+            return False
+        cell.int_asked = True
+        if cell.in_code:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(cell.thread_ident), ctypes.py_object(KeyboardInterrupt))
+    return True
 
 
 def op_fork(w, conn, rid, h, body):
@@ -194,9 +232,7 @@ def op_int(w, conn, rid, h, body):
     if w.sync_cell is not None:
         os.kill(os.getpid(), signal.SIGINT)
         parts.append("1 run (interrupted)")
-    threads = [c for c in w.cells.running() if c.kind == "fire" and c.thread_ident]
-    for c in threads:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(c.thread_ident), ctypes.py_object(KeyboardInterrupt))
+    threads = [c for c in w.cells.running() if c.kind == "fire" and _int_thread(c)]
     if threads:
         parts.append("%d thread%s (best-effort)" % (len(threads), "" if len(threads) == 1 else "s"))
     killed = forking.kill_all()
@@ -220,8 +256,7 @@ def _int_cell(w, conn, rid, cid):
     if w.sync_cell is cell:
         os.kill(os.getpid(), signal.SIGINT)
         what = "interrupted"
-    elif cell.kind == "fire" and cell.thread_ident:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(cell.thread_ident), ctypes.py_object(KeyboardInterrupt))
+    elif cell.kind == "fire" and _int_thread(cell):
         what = "interrupted (best-effort)"
     elif cell.kind == "fork" and forking.kill_cell(cell):
         what = "killed"
