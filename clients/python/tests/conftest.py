@@ -109,6 +109,7 @@ class Hub(Daemon):
     def __init__(self, extra=()):
         super().__init__(["--listen", "127.0.0.1:0", "--tls", "--show-token", "--heartbeat", "1"] + list(extra))
         self.port = int(self.wait_for(r"listening on tls://127\.0\.0\.1:(\d+)").group(1))
+        self.token = self.wait_for(r"token=([0-9a-f]+)").group(1)
 
     def join_token(self, *args):
         r = self.pyctl("join-token", *args)

@@ -214,3 +214,22 @@ def test_offline_node_is_reported(hub_client, fleet):
                 os.killpg(pgid, 9)  # the orphaned command of the killed node
             except OSError:
                 pass
+
+
+def test_fleet_calls_over_tls_from_another_machine(fleet, tmp_path, monkeypatch):
+    """A client elsewhere (its own HOME, the hub's certificate pinned, the token): sh, sh_many and
+    put/get each open their own TLS connection, checked against the pin."""
+    from pythond import Client
+
+    home = tmp_path / "far-home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for k in ("PYTHOND_HOST", "PYTHOND_TOKEN", "PYTHOND_TLS", "PYTHOND_SOCK"):
+        monkeypatch.delenv(k, raising=False)
+    r = fleet.hub.pyctl("pin", os.path.join(fleet.hub.home, ".pythond", "tls", "cert.pem"), env={"HOME": str(home)})
+    assert r.returncode == 0, r.stderr
+    with Client(host="127.0.0.1:%d" % fleet.hub.port, token=fleet.hub.token, tls=True) as c:
+        assert c.sh("n1", "echo far").stdout == b"far\n"
+        assert {r.node for r in c.sh_many("role=web", "true")} == {"n1", "n2"}
+        c.write_file("n2", "far.txt", "over tls")
+        assert c.read_file("n2", "far.txt") == b"over tls"
