@@ -54,6 +54,9 @@ def test_sh_cwd_env_stdin(hub_client, fleet):
     assert r.stdout.split()[0].decode() == hashlib.sha256(data).hexdigest()
     r = hub_client.sh("n1", "wc -c", stdin=iter([b"ab", b"cd"]))
     assert r.stdout.strip() == b"4"
+    assert hub_client.sh("n1", "cat", stdin="é").stdout == "é".encode()
+    r = hub_client.sh("n1", "head -c 1", stdin=os.urandom(16 << 20))  # exits without reading it all
+    assert len(r.stdout) == 1 and r.exit_code == 0
     r = hub_client.sh("n1", "no-such-command-here")
     assert r.exit_code == 127 and b"not found" in r.stderr
 

@@ -113,7 +113,7 @@ class Tunnel(object):
         else:
             kind, payload = F.DATA, bytes(m)
         with self._cv:
-            while not self.peer_closed and self._unacked >= self.window:
+            while not self.peer_closed and not self.closed and self._unacked >= self.window:
                 self._cv.wait()
             if self.closed:
                 raise PythondError("send after close", "transfer_failed")

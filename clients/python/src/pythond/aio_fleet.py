@@ -109,7 +109,7 @@ class AsyncTunnel(object):
 
     async def send(self, m: O.Msg) -> None:
         kind, payload = (F.TEXT, m.encode()) if isinstance(m, str) else (F.DATA, bytes(m))
-        while not self.peer_closed and self._unacked >= self.window:
+        while not self.peer_closed and not self.closed and self._unacked >= self.window:
             self._credit_ev.clear()
             await self._credit_ev.wait()
         if self.closed:
@@ -123,6 +123,7 @@ class AsyncTunnel(object):
         if self.closed:
             return
         self.closed = True
+        self._credit_ev.set()
         if not self.peer_closed:
             try:
                 await self._raw_send(F.unit(F.CLOSE))

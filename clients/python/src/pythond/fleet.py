@@ -28,13 +28,16 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Sink = Callable[[bytes], None]
-Stdin = Union[bytes, bytearray, Iterable[bytes], Any, None]
+#: bytes (or str, sent as UTF-8), a binary file, an iterable of bytes (async: or an async iterable)
+Stdin = Union[bytes, bytearray, str, Iterable[bytes], Any, None]
 Selector = Union[str, Sequence[str], None]
 #: Polling ``nodes`` while waiting for a node: the hub has no notification for it.
 POLL_FIRST_S, POLL_MAX_S = 0.05, 0.5
 
 
 def _stdin_chunks(stdin: Stdin) -> Iterator[bytes]:
+    if isinstance(stdin, str):
+        stdin = stdin.encode()
     if isinstance(stdin, (bytes, bytearray, memoryview)):
         data = bytes(stdin)
         for at in range(0, len(data), F.PIECE):
