@@ -292,7 +292,21 @@ describe("files", () => {
 });
 
 describe("shell", () => {
-  test("a login shell in a PTY: type, detach with Ctrl-], list, attach again (screen replayed), exit code", async () => {
+  let winLike: Node | undefined; // a node on bun-pty, the PTY backend of Windows (ConPTY there)
+  afterAll(async () => {
+    await winLike?.[Symbol.asyncDispose]();
+  });
+
+  for (const backend of ["bun", "bun-pty"] as const)
+  test(`a login shell in a PTY (${backend}): type, detach with Ctrl-], list, attach again (screen replayed), exit code`, async () => {
+    let node = "n1";
+    if (backend === "bun-pty") {
+      const t = await hub.joinToken();
+      winLike = new Node();
+      winLike.e.env.PYTHOND_PTY = "bun-pty";
+      await winLike.join([`wss://127.0.0.1:${hub.port}`, "--token", t.token, "--fingerprint", t.fingerprint, "--id", "n-pty", "--heartbeat", "1"]);
+      node = "n-pty";
+    }
     let screen = "";
     const waiters: (() => void)[] = [];
     const see = async (s: string) => {
@@ -310,18 +324,18 @@ describe("shell", () => {
           },
         },
       });
-    const a = open(["shell", "n1"]);
+    const a = open(["shell", node]);
     await see("Ctrl-] detaches");
-    a.terminal!.write("echo marker-$((6*7))\r");
-    await see("marker-42");
+    a.terminal!.write("echo marker-$((6*7)) \u20ac\r");
+    await see("marker-42 \u20ac");
     a.terminal!.write("\x1d");
     expect(await a.exited).toBe(0);
     await see("detached from shell");
-    const id = /detached from shell (\S+) on 'n1'/.exec(screen)![1]!;
-    const list = await pysh(["shell", "n1", "--list"]);
+    const id = new RegExp(`detached from shell (\\S+) on '${node}'`).exec(screen)![1]!;
+    const list = await pysh(["shell", node, "--list"]);
     expect(list.stdout).toContain(id);
     screen = "";
-    const b = open(["shell", "n1", "--attach", id]);
+    const b = open(["shell", node, "--attach", id]);
     await see("marker-42"); // the recent screen, replayed
     b.terminal!.write("exit 7\r");
     expect(await b.exited).toBe(7);

@@ -1,11 +1,20 @@
-/** PTY shells on a node (src/fleet/shell): real PTYs, real shells, viewers coming and going. */
-import { afterAll, describe, expect, test } from "bun:test";
+/**
+ * PTY shells on a node (src/fleet/shell): real PTYs, real shells, viewers coming and going; on
+ * both PTY backends (pty.ts): Bun's terminal, and bun-pty (Windows' ConPTY backend, whose Unix
+ * side is run here).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Shell, ShellExit, Viewer } from "../../src/fleet/shell/shell.ts";
 import { ShellTable } from "../../src/fleet/shell/table.ts";
 
 // a plain sh with a fixed prompt: no profile noise from the test machine's login files
 const table = new ShellTable({ shell: "/bin/sh", env: { PS1: "$ ", ENV: "" } });
 afterAll(() => table.hangupAll());
+const chosen = process.env.PYTHOND_PTY;
+afterAll(() => {
+  if (chosen === undefined) delete process.env.PYTHOND_PTY;
+  else process.env.PYTHOND_PTY = chosen;
+});
 
 /** A viewer that collects the screen and lets a test wait for text on it. */
 class Screen implements Viewer {
@@ -37,7 +46,13 @@ function open(spec = {}): Shell {
   return table.open(spec).shell;
 }
 
-describe("shell", () => {
+for (const backend of ["bun", "bun-pty"] as const)
+describe(`shell (${backend})`, () => {
+  beforeAll(async () => {
+    process.env.PYTHOND_PTY = backend;
+    await table.ready();
+  });
+
   test("a login shell in a PTY: keys in, screen out, exit code to the viewer", async () => {
     const sh = open({ cwd: "/tmp" });
     const v = new Screen();
@@ -52,12 +67,12 @@ describe("shell", () => {
     expect(table.list().map((s) => s.id)).not.toContain(sh.id);
   });
 
-  test("bytes exact through the PTY (binary output)", async () => {
+  test("bytes exact through the PTY (binary output; bun-pty: UTF-8 only, other bytes become U+FFFD)", async () => {
     const sh = open();
     const v = new Screen();
     const h = sh.attach(v);
-    h.write("printf 'X\\377\\001Y\\n'\n");
-    await v.see("X\xff\x01Y");
+    h.write("printf 'X\\377\\001Y \\342\\202\\254\\n'\n");
+    await v.see(backend === "bun" ? "X\xff\x01Y \xe2\x82\xac" : "X\xef\xbf\xbd\x01Y \xe2\x82\xac");
     h.write("exit\n");
     await sh.done;
   });
@@ -123,8 +138,8 @@ describe("shell", () => {
     await v.see("up");
     h.detach();
     const r = await sh.done;
-    expect(r.signal).toBe("SIGHUP");
-    expect(r.exit).toBe(129);
+    // bun-pty (portable-pty) reports a death by signal as exit status 1, without the signal
+    expect(r).toEqual(backend === "bun" ? { exit: 129, code: null, signal: "SIGHUP" } : { exit: 1, code: 1, signal: null });
     expect(() => table.get(sh.id)).toThrow(`no shell '${sh.id}'`);
   });
 

@@ -55,6 +55,7 @@ export async function serveShell(shells: ShellTable, spec: Extract<IoSpec, { kin
     },
   };
   try {
+    if (spec.action === "open") await shells.ready();
     const shell =
       spec.action === "open"
         ? shells.open({ cwd: spec.cwd, cols: spec.cols, rows: spec.rows, lingerMs: spec.lingerMs }, spec.id).shell

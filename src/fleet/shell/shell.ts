@@ -1,6 +1,6 @@
 /**
- * Interactive shells on a node (`pysh shell`): a login shell in a real PTY (Bun's built-in
- * terminal), owned by the node rather than by a viewer, so it outlives the link that opened it.
+ * Interactive shells on a node (`pysh shell`): a login shell in a real PTY (pty.ts: Bun's
+ * built-in terminal; bun-pty where Bun has none, i.e. ConPTY on Windows), owned by the node rather than by a viewer, so it outlives the link that opened it.
  *
  * Viewers come and go: each gets the recent screen (the last `replayBytes` of output) on attach,
  * then everything live; any number may watch, read-only ones cannot type or resize. When the last
@@ -15,6 +15,7 @@ import { constants as osc } from "node:os";
 import { statSync } from "node:fs";
 import { PythondError } from "../../protocol/errors.ts";
 import { defaultShell } from "../exec/job.ts";
+import { openPty, type Pty } from "./pty.ts";
 
 export interface ShellSpec {
   cwd?: string;
@@ -67,8 +68,7 @@ export class Shell {
   rows: number;
   result?: ShellExit;
   readonly done: Promise<ShellExit>;
-  private readonly proc: Bun.Subprocess;
-  private readonly terminal: Bun.Terminal;
+  private readonly pty: Pty;
   private readonly viewers = new Set<ViewerHandle>();
   private replay: Uint8Array[] = [];
   private replaySize = 0;
@@ -93,47 +93,27 @@ export class Shell {
       throw new PythondError("not_found", `no such directory: ${this.cwd}`);
     }
     if (!isDir) throw new PythondError("not_directory", `not a directory: ${this.cwd}`);
-    this.command = spec.shell ?? defaultShell();
-    let eof!: () => void;
-    const closed = new Promise<void>((resolve) => (eof = resolve));
+    this.command = spec.shell ?? (process.platform === "win32" ? process.env.COMSPEC || "cmd.exe" : defaultShell());
+    const env = { ...(process.env as Record<string, string>), TERM: "xterm-256color", ...spec.env };
     try {
-      this.proc = Bun.spawn([this.command, "-l"], {
-        cwd: this.cwd,
-        env: { ...process.env, TERM: "xterm-256color", ...spec.env },
-        terminal: {
-          cols: this.cols,
-          rows: this.rows,
-          data: (_t, bytes) => this.onOutput(bytes),
-          exit: () => eof(),
-        },
-      });
+      // a login shell where that means something (cmd.exe and PowerShell on Windows have no -l)
+      const argv = process.platform === "win32" ? [this.command] : [this.command, "-l"];
+      this.pty = openPty(argv, { cwd: this.cwd, env, cols: this.cols, rows: this.rows, data: (bytes) => this.onOutput(bytes) });
     } catch (e) {
       throw new PythondError("no_shell", `cannot start ${this.command}: ${(e as Error).message}`);
     }
-    this.terminal = this.proc.terminal!;
-    this.pid = this.proc.pid;
+    this.pid = this.pty.pid;
     this.armLinger();
-    this.done = this.finish(closed);
+    this.done = this.finish();
   }
 
-  private async finish(closed: Promise<void>): Promise<ShellExit> {
-    await this.proc.exited;
-    // The PTY's EOF comes once every holder of the slave is gone; a background job started from
-    // the shell may keep it, so the exit is reported after EOF or, at the latest, shortly after.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([closed, new Promise<void>((r) => (timer = setTimeout(r, 500)))]);
-    clearTimeout(timer);
+  private async finish(): Promise<ShellExit> {
+    const { code, signal } = await this.pty.exited;
     clearTimeout(this.linger);
-    const signal = (this.proc.signalCode as string | null) ?? null;
-    const code = signal ? null : this.proc.exitCode;
     const n = signal ? ((osc.signals as Record<string, number>)[signal] ?? 0) : 0;
     const result: ShellExit = { exit: signal ? 128 + n : (code ?? 255), code, signal };
     this.result = result;
-    try {
-      this.terminal.close();
-    } catch {
-      // closed already
-    }
+    this.pty.close();
     for (const v of [...this.viewers]) {
       this.viewers.delete(v);
       v.viewer.ended(result);
@@ -175,7 +155,7 @@ export class Shell {
 
   /** @internal */
   write(bytes: Uint8Array | string): void {
-    if (!this.result) this.terminal.write(bytes);
+    if (!this.result) this.pty.write(bytes);
   }
 
   /** @internal */
@@ -183,19 +163,13 @@ export class Shell {
     if (!(cols > 0 && rows > 0 && cols < 10_000 && rows < 10_000)) throw new PythondError("usage", `bad size ${cols}x${rows}`);
     this.cols = cols;
     this.rows = rows;
-    if (!this.result) this.terminal.resize(cols, rows);
+    if (!this.result) this.pty.resize(cols, rows);
   }
 
   /** Ends the shell as a closed terminal would: SIGHUP to its group, SIGKILL if it lingers. */
   hangup(): void {
     if (this.result) return;
-    const group = (sig: NodeJS.Signals) => {
-      try {
-        process.kill(-this.pid, sig);
-      } catch {
-        // gone
-      }
-    };
+    const group = (sig: NodeJS.Signals) => this.pty.hangup(sig);
     group("SIGHUP");
     group("SIGCONT"); // a stopped job would never see the hangup
     setTimeout(() => group("SIGKILL"), HANGUP_GRACE_MS).unref?.();

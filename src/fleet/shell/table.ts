@@ -5,6 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { PythondError } from "../../protocol/errors.ts";
+import { preparePty } from "./pty.ts";
 import { Shell, type ShellInfo, type ShellSpec } from "./shell.ts";
 
 const ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
@@ -14,6 +15,7 @@ export class ShellTable {
 
   constructor(private readonly defaults: Partial<ShellSpec> = {}) {}
 
+  /** Starts a shell (or finds the one a resent `open` already started). Call ready() once first. */
   open(spec: ShellSpec = {}, id?: string): { shell: Shell; created: boolean } {
     if (id !== undefined) {
       if (!ID_RE.test(id)) throw new PythondError("usage", `bad shell id '${id}' (letters, digits, . _ -; at most 64)`);
@@ -25,6 +27,11 @@ export class ShellTable {
     this.shells.set(sid, shell);
     void shell.done.then(() => this.shells.delete(sid));
     return { shell, created: true };
+  }
+
+  /** Loads the PTY backend (pty.ts preparePty). */
+  ready(): Promise<void> {
+    return preparePty();
   }
 
   get(id: string): Shell {
