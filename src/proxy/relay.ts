@@ -141,17 +141,17 @@ export class SessionRelay {
     try {
       for (;;) {
         const m = await link.next();
-        if ("binary" in m) {
-          if (conn.open) relay(conn, link, m);
-          continue;
-        }
-        if (endsDetached(m.text, conn.codes)) {
+        if ("text" in m && endsDetached(m.text, conn.codes)) {
           if (!att.detaching && conn.open) conn.reply.text(m.text);
           end();
           this.links.give(protocol, link);
           return;
         }
-        if (conn.open) relay(conn, link, m);
+        // Once the client has detached (the local handler has said `OK detached`), what the remote
+        // sent before it saw our `detach` is not for the client any more: its connection is back in
+        // command mode. Dropped, and credited, so the remote is not held up.
+        if (conn.open && !att.detaching) relay(conn, link, m);
+        else link.took("binary" in m ? m.binary.length : Buffer.byteLength(m.text));
       }
     } catch (e) {
       const wasMine = conn.attached === mine;

@@ -35,7 +35,9 @@ describe("fire", () => {
   });
   test("output of two concurrent fire cells never mixes; threads they start write into them", async () => {
     const code = (tag: string) =>
-      `import threading\nfor i in range(200): print('${tag}', i)\nt = threading.Thread(target=lambda: print('${tag} thread'))\nt.start(); t.join()`;
+      // one namespace for both cells: each its own thread variable (a shared `t` rebound by the
+      // other cell between start and join made join fail, 1 run in ~10 under load)
+      `import threading\nfor i in range(200): print('${tag}', i)\nt_${tag} = threading.Thread(target=lambda: print('${tag} thread'))\nt_${tag}.start(); t_${tag}.join()`;
     const a = await cellOf(["fire", "work", code("A")]);
     const b = await cellOf(["fire", "work", code("B")]);
     await waitDone(a.cell_id);

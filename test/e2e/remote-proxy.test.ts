@@ -111,6 +111,10 @@ describe("the proxied session", () => {
     await until(() => screen.includes("4100"), "the remote REPL's answer");
     c.send("resize srv 30 100");
     await until(() => texts.includes("OK resized 30x100"), "the resize reply");
+    // detach while the remote REPL is still printing: what it sent before it saw the detach must
+    // not reach a connection that is back in command mode
+    c.send(new TextEncoder().encode("for i in range(40000): print('line', i)\r\r"));
+    await until(() => screen.includes("line 2000\r\n"), "the loop's output");
     c.send("detach");
     await pump;
     expect(texts).toEqual(["OK attached", "OK resized 30x100", "OK detached"]);
