@@ -8,6 +8,11 @@
  *   const s = await c.new("work");
  *   const r = await s.run("x = 41\nprint(x + 1)");   // r.ok, r.output "42\n", r.cellId
  *   for await (const chunk of s.stream("for i in range(3): print(i)")) process.stdout.write(chunk);
+ *   // on a hub (src/client/fleet*.ts): its nodes, shell commands, jobs, fan-out, files
+ *   await c.waitForNode("worker-1", { timeoutMs: 30_000 });
+ *   const h = await c.sh("worker-1", "hostname");        // h.stdoutText, h.exitCode, h.timedOut
+ *   for await (const r of c.shMany("role=web", "uptime")) console.log(r.node, r.status);
+ *   await c.put("worker-1", "./model.bin", "models/");
  *   c.close();
  *
  * One connection answers its frames in order, so calls on one client are queued here: a call
@@ -16,17 +21,21 @@
  * not a failure of the call: its result has ok false and the traceback in `error`
  * (`result.check()` turns it into an execution_failed error).
  */
-import { cellIdOf, isError, OK } from "../protocol/replies.ts";
 import { PythondError } from "../protocol/errors.ts";
 import { buildFrame } from "../protocol/frame.ts";
 import { OK, cellIdOf, isError } from "../protocol/replies.ts";
 import { socketPath } from "../paths.ts";
 import { Client, type Message } from "./connect.ts";
 import { ReplyErrorWithCode, classifyError, parseLs, type CellState, type SessionInfo, type SessionStatus } from "./replies.ts";
+import { FleetCalls } from "./fleet-client.ts";
 
 export { PythondError } from "../protocol/errors.ts";
 export type { ErrorCode } from "../protocol/errors.ts";
 export { classifyError, type CellState, type SessionInfo, type SessionStatus } from "./replies.ts";
+export { NodeCommandLost, ShStream, type JobOptions, type ShChunk, type ShOptions, type Stdin } from "./fleet.ts";
+export type { Selector, ShManyOptions } from "./fleet-fanout.ts";
+export type { FileRead, ReadOptions, TransferOptions } from "./fleet-files.ts";
+export { ShResult, type JobInfo, type JobState, type NodeInfo, type NodeShResult, type ShExit, type TransferSummary } from "./fleet-results.ts";
 
 export interface ConnectOptions {
   /** A local daemon's socket (default: as pysh, PYTHOND_SOCK and the runtime-directory rules). */
@@ -85,17 +94,26 @@ export async function connect(opts: ConnectOptions = {}): Promise<PythondClient>
     if (!token) throw new PythondError("auth_failed", `no token for ${opts.host} (pass token, or set PYTHOND_TOKEN)`);
     remote = { host, port, tls: r.decideTls(host, opts.tls === undefined ? process.env.PYTHOND_TLS : opts.tls), token };
   } else if (opts.socket) remote = null;
-  const client = new PythondClient(await Client.open({ socket: opts.socket, remote }));
+  // Node commands and transfers each take a connection of their own, opened the same way.
+  const open = () => Client.open({ socket: opts.socket, remote });
+  const client = new PythondClient(await open(), open);
   // Over TCP the daemon answers a bad token (or certificate) with its first frame: ask now, so
   // that connect() is where auth fails, as users expect.
   if (client.connection.endpoint !== (opts.socket ?? socketPath())) await client.hello();
   return client;
 }
 
-export class PythondClient {
+/** Session calls here; the fleet's (nodes, sh, shMany, put, get, …) come from FleetCalls (fleet-client.ts). */
+export class PythondClient extends FleetCalls {
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(readonly connection: Client) {}
+  constructor(
+    readonly connection: Client,
+    /** Opens another connection to the same daemon (node commands: one each). */
+    readonly openConnection: () => Promise<Client> = () => Client.open(),
+  ) {
+    super();
+  }
 
   /** Replies carry their error code (the daemon speaks pythond.1+codes); else they are classified by message. */
   get codes(): boolean {

@@ -29,13 +29,15 @@ export function collapseCR(text: string): string {
  * The text to show for a cell's output: collapsed, and cut to head + tail when too long, with a
  * note naming the full size and the tool that reads any byte range of it.
  */
-export function shapeOutput(full: string, ref: { session: string; cellId?: string }, max = LIMITS.max): string {
+export function shapeOutput(full: string, ref: { session?: string; cellId?: string; pager?: string; bytes?: number }, max = LIMITS.max): string {
   const text = collapseCR(full);
   if (text.length <= max) return text;
   const head = Math.floor(max * LIMITS.head);
   const tail = max - head;
-  const bytes = Buffer.byteLength(full);
-  const where = ref.cellId
+  const bytes = ref.bytes ?? Buffer.byteLength(full);
+  const where = ref.pager
+    ? ref.pager
+    : ref.cellId
     ? `read_output(session="${ref.session}", cell_id="${ref.cellId}", offset, length) returns any byte range of it`
     : "the cell id was not known, so it cannot be paged";
   const note =

@@ -122,13 +122,37 @@ export class Node {
 
 interface RelayConn {
   peer?: Socket<RelayConn>;
+  /** Bytes for the peer that arrived before it was connected. */
   pending: Uint8Array[];
+  /** Bytes this socket could not take yet (a full send buffer): written on its drain, in order. */
+  backlog: Uint8Array[];
+}
+
+/** Writes all of `d` to `to`, keeping what its send buffer cannot take for its drain. */
+function forward(to: Socket<RelayConn>, d: Uint8Array): void {
+  if (to.data.backlog.length > 0) return void to.data.backlog.push(d.slice());
+  const n = to.write(d);
+  if (n < d.length) to.data.backlog.push(d.slice(Math.max(n, 0)));
+}
+
+function drainBacklog(s: Socket<RelayConn>): void {
+  const q = s.data.backlog;
+  while (q.length > 0) {
+    const n = s.write(q[0]!);
+    if (n < q[0]!.length) {
+      q[0] = q[0]!.subarray(Math.max(n, 0));
+      return;
+    }
+    q.shift();
+  }
 }
 
 /**
  * A TCP relay on loopback (node -> relay -> hub). `stall()` makes it a black hole: bytes both ways
  * are dropped and closes are not passed on, as when a network path dies without a FIN or RST;
  * `heal()` forwards again (new connections work; old ones are beyond saving, as on a real network).
+ * While it forwards it loses nothing: what a socket cannot take at once waits for its drain (it
+ * used to drop the rest of a partial write, which broke TLS on a new link during a big transfer).
  */
 export class Relay {
   private server!: TCPSocketListener<RelayConn>;
@@ -141,15 +165,16 @@ export class Relay {
       port: 0,
       socket: {
         open: (s) => {
-          s.data = { pending: [] };
+          s.data = { pending: [], backlog: [] };
           void Bun.connect<RelayConn>({
             hostname: "127.0.0.1",
             port: targetPort,
-            data: { peer: s, pending: [] },
+            data: { peer: s, pending: [], backlog: [] },
             socket: {
               data: (u, d) => {
-                if (!r.stalled) u.data.peer?.write(d);
+                if (!r.stalled && u.data.peer) forward(u.data.peer, d);
               },
+              drain: (u) => drainBacklog(u),
               close: (u) => {
                 if (!r.stalled) u.data.peer?.end();
               },
@@ -158,7 +183,7 @@ export class Relay {
           }).then(
             (u) => {
               s.data.peer = u;
-              for (const d of s.data.pending) u.write(d);
+              for (const d of s.data.pending) forward(u, d);
               s.data.pending = [];
             },
             () => s.end(),
@@ -166,9 +191,10 @@ export class Relay {
         },
         data: (s, d) => {
           if (r.stalled) return;
-          if (s.data.peer) s.data.peer.write(d);
+          if (s.data.peer) forward(s.data.peer, d);
           else s.data.pending.push(d.slice());
         },
+        drain: (s) => drainBacklog(s),
         close: (s) => {
           if (!r.stalled) s.data.peer?.end();
         },

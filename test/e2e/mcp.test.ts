@@ -43,7 +43,10 @@ afterAll(async () => {
 test("tools are listed with schemas", async () => {
   const { tools } = await mcp.listTools();
   expect(tools.map((t) => t.name).sort()).toEqual(
-    ["cell_status", "interrupt", "kill_session", "list_sessions", "list_variables", "new_session", "read_output", "run", "wait"].sort(),
+    [
+      ...["cell_status", "interrupt", "kill_session", "list_sessions", "list_variables", "new_session", "read_output", "run", "wait"],
+      ...["list_nodes", "node_sh", "node_job", "node_read_file", "node_write_file"], // test/e2e/mcp-nodes.test.ts
+    ].sort(),
   );
   const run = tools.find((t) => t.name === "run")!;
   expect(Object.keys(run.inputSchema.properties ?? {})).toEqual(expect.arrayContaining(["session", "code", "timeout", "deadline"]));

@@ -17,6 +17,8 @@ export interface SendOptions {
   chunk?: number;
   /** For `-`: the bytes to send (stdin). */
   stdin?: AsyncIterable<Uint8Array>;
+  /** For `-`: the name it gets inside a directory the receiver was given (default "stdin"). */
+  name?: string;
   /** Called after each chunk: bytes of the current file done, its size (null: unknown). */
   onProgress?(path: string, done: number, size: number | null): void;
 }
@@ -44,7 +46,7 @@ export async function sendTree(io: Duplex, src: string, opts: SendOptions = {}):
   const kind: Kind = st?.isDirectory() ? "dir" : "file";
   const sum: SendSummary = { target: "", files: 0, bytes: 0, resumed: 0 };
   try {
-    await send(io, { t: "root", kind, name: src === "-" ? "stdin" : basename(src), recursive: !!opts.recursive });
+    await send(io, { t: "root", kind, name: src === "-" ? (opts.name ?? "stdin") : basename(src), recursive: !!opts.recursive });
     const root = await recvControl(io);
     if (root.t !== "root" || !("path" in root)) throw new PythondError("transfer_failed", "unexpected reply to the transfer");
     sum.target = root.path;
