@@ -100,3 +100,102 @@ def client(daemon):
     c = Client(socket=daemon.sock)
     yield c
     c.close()
+
+
+# -- the fleet: a hub (TLS listener on loopback port 0, heartbeats every second) and real
+# `pythond join` nodes, each with its own HOME, socket and runtime directory. -------------------
+
+class Hub(Daemon):
+    def __init__(self, extra=()):
+        super().__init__(["--listen", "127.0.0.1:0", "--tls", "--show-token", "--heartbeat", "1"] + list(extra))
+        self.port = int(self.wait_for(r"listening on tls://127\.0\.0\.1:(\d+)").group(1))
+        self.token = self.wait_for(r"token=([0-9a-f]+)").group(1)
+
+    def join_token(self, *args):
+        r = self.pyctl("join-token", *args)
+        assert r.returncode == 0, r.stderr
+        words = r.stdout.strip().split("\n")[-1].split(" ")
+        return words[words.index("--token") + 1], words[words.index("--fingerprint") + 1]
+
+
+class Node(object):
+    """`pythond join` in the foreground with its own HOME and socket; returns once it says joined."""
+
+    def __init__(self, hub, node_id, labels=(), port=None):
+        self.id = node_id
+        self.dir = tempfile.mkdtemp(prefix="pyd-node-")
+        self.home = os.path.join(self.dir, "home")
+        os.mkdir(self.home)
+        self.sock = os.path.join(self.dir, "run", "pythond.sock")
+        self.env = dict(os.environ, PYTHOND_SOCK=self.sock, HOME=self.home, NO_COLOR="1")
+        for k in ("PYTHOND_HOST", "PYTHOND_TOKEN", "PYTHOND_TLS"):
+            self.env.pop(k, None)
+        token, fp = hub.join_token()
+        args = ["wss://127.0.0.1:%d" % (port or hub.port), "--token", token, "--fingerprint", fp, "--id", node_id,
+                "--heartbeat", "1"]
+        for l in labels:
+            args += ["--label", l]
+        self.proc = subprocess.Popen([BIN, "join"] + args, env=self.env, cwd=self.dir, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        self.log = ""
+        self._lines = queue.Queue()
+        threading.Thread(target=Daemon._pump, args=(self.proc, self._lines), daemon=True).start()
+        self.wait_for(r"joined: ")
+
+    wait_for = Daemon.wait_for
+
+    def worker_pids(self):
+        return Daemon.worker_pids(self)
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def close(self):
+        pids = self.worker_pids()
+        self.kill()
+        for pid in pids:
+            for target in (-pid, pid):
+                try:
+                    os.kill(target, signal.SIGKILL)
+                except OSError:
+                    pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Fleet(object):
+    def __init__(self):
+        self.hub = Hub()
+        self.nodes = []
+        try:
+            self.n1 = self.add("n1", ["role=web", "env=prod"])
+            self.n2 = self.add("n2", ["role=web", "env=dev"])
+        except BaseException:
+            self.close()
+            raise
+
+    def add(self, node_id, labels=()):
+        n = Node(self.hub, node_id, labels)
+        self.nodes.append(n)
+        return n
+
+    def close(self):
+        for n in self.nodes:
+            n.close()
+        self.hub.close()
+
+
+@pytest.fixture(scope="session")
+def fleet():
+    f = Fleet()
+    yield f
+    f.close()
+
+
+@pytest.fixture
+def hub_client(fleet):
+    from pythond import Client
+
+    c = Client(socket=fleet.hub.sock)
+    yield c
+    c.close()

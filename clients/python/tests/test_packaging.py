@@ -12,10 +12,11 @@ SRC = os.path.join(PROJECT, "src", "pythond")
 
 
 def test_sources_are_python38_syntax():
-    for name in sorted(os.listdir(SRC)):
-        if name.endswith(".py"):
-            with open(os.path.join(SRC, name)) as f:
-                ast.parse(f.read(), filename=name, feature_version=(3, 8))
+    for d in (SRC, os.path.join(PROJECT, "src", "sandd")):
+        for name in sorted(os.listdir(d)):
+            if name.endswith(".py"):
+                with open(os.path.join(d, name)) as f:
+                    ast.parse(f.read(), filename=name, feature_version=(3, 8))
 
 
 def test_pip_install_builds_and_imports(tmp_path):
@@ -33,6 +34,7 @@ def test_pip_install_builds_and_imports(tmp_path):
     with open(target / meta[0] / "METADATA") as f:
         requires = [l for l in f.read().splitlines() if l.startswith("Requires-Dist:") and "extra ==" not in l]
     assert requires == ["Requires-Dist: websockets>=13"]
-    out = subprocess.run([sys.executable, "-c", "import pythond, sys; print(pythond.__file__)"],
+    assert (target / "sandd" / "__init__.py").exists()  # the seed's `from sandd import Server`
+    out = subprocess.run([sys.executable, "-c", "import pythond, sandd, sys; assert sandd.Server is pythond.sandd.Server; print(pythond.__file__)"],
                          env=dict(os.environ, PYTHONPATH=str(target)), capture_output=True, text=True)
     assert out.stdout.startswith(str(target)), out.stderr

@@ -11,7 +11,7 @@
  */
 import { chmod, lstat, mkdir, open, rename, rm, stat, symlink, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import type { Stats } from "node:fs";
 import { PythondError } from "../../protocol/errors.ts";
 import type { Duplex } from "../duplex.ts";
@@ -164,8 +164,9 @@ async function holdPart(part: string): Promise<() => void> {
   };
 }
 
+/** The part file of one version of a file (size, mtime, mode); the Python client names it alike. */
 function partName(path: string, m: FileEntry): string {
-  const tag = m.size === null ? randomBytes(4).toString("hex") : Bun.hash(`${m.size}:${m.mtime}:${m.mode}`).toString(16).slice(0, 10);
+  const tag = m.size === null ? randomBytes(4).toString("hex") : createHash("sha256").update(`${m.size}:${m.mtime}:${m.mode}`).digest("hex").slice(0, 10);
   return join(dirname(path), `.${basename(path)}.${tag}.pysh-part`);
 }
 

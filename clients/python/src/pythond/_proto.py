@@ -15,7 +15,7 @@ import json
 import re
 from typing import Any, Generator, List, Optional, Tuple, TypeVar, Union
 
-from .errors import ExecutionFailed, InvalidName, PythondError, classify, from_reply
+from .errors import ExecutionFailed, InvalidName, PythondError, classify, error_for, from_reply
 
 # Offered in this order: error replies with their code (`ERR <code>: <message>`) when the daemon
 # speaks it, else plain pythond.1 (replies are classified by their message then).
@@ -211,7 +211,7 @@ def new_args(name: str, replace: bool, python: Optional[str], cwd: str, idle_tim
 
 def _num(x: float) -> str:
     if not x > 0:
-        raise PythondError("timeouts are a number of seconds > 0 (got %r)" % (x,), "usage")
+        raise error_for("usage", "timeouts are a number of seconds > 0 (got %r)" % (x,))
     return repr(float(x)) if not float(x).is_integer() else str(int(x))
 
 

@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from . import _endpoint as E
 from . import _proto as P
 from .client import OutputCallback, close_error
+from .aio_fleet import AsyncFleetMixin
 from .errors import CodedReply, PythondError
 
 T = TypeVar("T")
@@ -53,7 +54,7 @@ async def _open(ep: E.Endpoint) -> ClientConnection:
     return ws
 
 
-class AsyncClient(object):
+class AsyncClient(AsyncFleetMixin):
     """A connection to a daemon, made as pysh makes it (see :class:`pythond.Client`).
 
     ``c = await AsyncClient.connect(...)``, or ``async with AsyncClient(...) as c:``."""
@@ -92,6 +93,10 @@ class AsyncClient(object):
             await self._ws.close()
 
     # -- plumbing -----------------------------------------------------------------------------
+    async def _open_ws(self) -> ClientConnection:
+        """Another connection to the same daemon (a tunnel or a fan-out takes one of its own)."""
+        return await _open(self.endpoint)
+
     async def _recv(self) -> P.Message:
         if self._closed is not None:
             raise self._closed

@@ -17,6 +17,7 @@ from websockets.sync.client import ClientConnection, connect as ws_connect, unix
 from . import _endpoint as E
 from . import _proto as P
 from .errors import CodedReply, AuthFailed, DaemonUnreachable, PythondError, error_for
+from .fleet import FleetMixin
 
 OutputCallback = Callable[[str], None]
 T = TypeVar("T")
@@ -74,13 +75,16 @@ def _owned(ws: ClientConnection) -> ClientConnection:
     return ws.__enter__()
 
 
-class Client(object):
+class Client(FleetMixin):
     """A connection to a pythond daemon, made as pysh makes it.
 
     ``Client()`` uses the local socket (``PYTHOND_SOCK`` and the same path rules as pysh) or, when
     ``PYTHOND_HOST`` is set, that daemon with ``PYTHOND_TOKEN``/``PYTHOND_TLS``. Arguments override:
     ``Client(socket=path)``, ``Client(host="10.0.0.5:7399", token="...", tls=True)`` (the server's
-    certificate must be pinned with ``pyctl pin``)."""
+    certificate must be pinned with ``pyctl pin``).
+
+    On a hub (a daemon with ``--listen``) the fleet calls work too: ``nodes``, ``wait_for_node``,
+    ``sh``, ``sh_many``, ``job``, ``put``, ``get`` (pythond.fleet), and ``session("node/name")``."""
 
     def __init__(self, socket: Optional[str] = None, host: Optional[str] = None, token: Optional[str] = None,
                  tls: Optional[bool] = None) -> None:
@@ -93,6 +97,10 @@ class Client(object):
             self.hello()  # a bad token or certificate fails here, not at the first call
 
     # -- plumbing -----------------------------------------------------------------------------
+    def _open_ws(self) -> ClientConnection:
+        """Another connection to the same daemon (a tunnel or a fan-out takes one of its own)."""
+        return _open(self.endpoint)
+
     def _recv(self) -> P.Message:
         if self._closed is not None:
             raise self._closed

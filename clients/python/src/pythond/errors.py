@@ -89,13 +89,71 @@ class ExecutionFailed(PythondError):
         self.cell_id = cell_id
 
 
+# -- the fleet (nodes of a hub) -------------------------------------------------------------
+
+class NoSuchNode(PythondError, LookupError):
+    """No node of that name on this hub: ``no node 'x' -- nodes: a, b``."""
+
+    code = "no_node"
+
+
+class NodeOffline(PythondError, ConnectionError):
+    """The node is enrolled but its link is down (or went down during the call)."""
+
+    code = "node_offline"
+
+
+class NodeLost(NodeOffline):
+    """The node's link went away while a command ran: the command runs on there. ``job_id`` names
+    it; ``client.job(node, job_id, wait=True)`` gets its output and result once the node is back."""
+
+    def __init__(self, message: str, node: str, job_id: Optional[str]) -> None:
+        super().__init__(message)
+        self.node = node
+        self.job_id = job_id
+
+
+class NoJob(PythondError, LookupError):
+    code = "no_job"
+
+
+class TransferFailed(PythondError):
+    """A file transfer (or a tunnel) broke off; a part file is kept where it resumes from."""
+
+    code = "transfer_failed"
+
+
+class ChecksumMismatch(TransferFailed):
+    code = "checksum_mismatch"
+
+
+class RemoteFileError(PythondError, OSError):
+    """A file error on either side of a transfer: ``code`` is not_found, is_directory,
+    not_directory, permission_denied or no_space."""
+
+    code = "io"
+
+
+class CommandFailed(PythondError):
+    """``ShResult.check()`` on a command that did not exit 0: ``result`` is the ShResult."""
+
+    code = "execution_failed"
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 _BY_CODE: Dict[str, Type[PythondError]] = {
     c.code: c
     for c in (UsageError, UnknownCommand, InvalidName, NoSession, SessionExists, SessionDead, UnknownCell,
-              AuthFailed, Timeout, DaemonUnreachable, FrameTooLarge, NotLocal)
+              AuthFailed, Timeout, DaemonUnreachable, FrameTooLarge, NotLocal, NoSuchNode, NodeOffline, NoJob,
+              TransferFailed, ChecksumMismatch)
 }
-KNOWN_CODES = set(_BY_CODE) | {"execution_failed", "binary_frame", "bad_frame", "worker_incompatible", "worker_start",
-                               "daemon_running", "io", "internal"}
+_FILE_CODES = ("not_found", "is_directory", "not_directory", "permission_denied", "no_space")
+KNOWN_CODES = set(_BY_CODE) | set(_FILE_CODES) | {
+    "execution_failed", "binary_frame", "bad_frame", "worker_incompatible", "worker_start", "daemon_running", "io",
+    "internal", "unsafe_path", "busy", "no_shell", "connect_failed"}
 
 # Replies that carry only the message (pythond.0.4 and today's pythond.1) are classified by it:
 # the wording is documented in the README and pinned by the project's tests.
@@ -104,6 +162,8 @@ _BY_MESSAGE: Tuple[Tuple["re.Pattern[str]", str], ...] = tuple(
     for p, c in (
         (r"^execution failed", "execution_failed"),
         (r"^no session '|^no remote '", "no_session"),
+        (r"^no node '|^no node matches|is not a hub", "no_node"),
+        (r"^node '[^']*' is offline|^node '[^']*': ", "node_offline"),
         (r"^session '[^']*' already exists", "session_exists"),
         (r"^session '[^']*' (died|is dead|.*-- start it again)", "session_dead"),
         (r"^auth failed|^no server certificate pinned|^server certificate mismatch", "auth_failed"),
@@ -157,6 +217,8 @@ def error_for(code: str, message: str) -> PythondError:
     cls = _BY_CODE.get(code)
     if cls is not None:
         return cls(message)
+    if code in _FILE_CODES:
+        return RemoteFileError(message, code)
     if code == "execution_failed":
         return ExecutionFailed(message)
     return PythondError(message, code)
