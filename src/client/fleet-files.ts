@@ -7,6 +7,7 @@
 import { basename } from "node:path";
 import { receiveTree } from "../fleet/files/receive.ts";
 import { sendTree } from "../fleet/files/send.ts";
+import { control, recvControl, send } from "../fleet/files/wire.ts";
 import { openTunnel } from "../fleet/io/client-tunnel.ts";
 import { PythondError } from "../protocol/errors.ts";
 import { checkNodeId } from "../protocol/fleet.ts";
@@ -88,14 +89,13 @@ export interface FileRead {
   eof: boolean;
 }
 
-/** The reader has what it asked for: the transfer stops here (the node is told why). */
-class Enough extends PythondError {
-  constructor() {
-    super("io", "the reader stopped: it had the byte range it asked for");
-  }
-}
-
-/** Bytes [offset, offset+length) of `remote` on the node (streamed; only that range is kept). */
+/**
+ * Bytes [offset, offset+length) of `remote` on the node. The wire's resume point does the seeking:
+ * as receiver we answer the file's entry with `at: offset`, so the node sends from there and only
+ * the range (and what is in flight when we have it) crosses the link; the node reads the prefix
+ * from its own disk to hash it. A range is not a whole file, so nothing is verified or written;
+ * once the range is here the tunnel is closed (the node stops sending).
+ */
 export async function readFile(open: Opener, node: string, remote: string, opts: ReadOptions = {}): Promise<FileRead> {
   const offset = opts.offset ?? 0;
   const length = opts.length ?? Number.POSITIVE_INFINITY;
@@ -103,28 +103,34 @@ export async function readFile(open: Opener, node: string, remote: string, opts:
   if (!(length >= 0)) throw new PythondError("usage", `length must be >= 0 (got ${length})`);
   const io = await tunnel(open, node, { kind: "get", src: path(remote, "readFile") });
   const kept = new Kept();
-  let pos = 0;
-  let size: number | null = null;
-  const stop = offset + length;
   try {
-    await receiveTree(io, "-", {
-      resume: false,
-      stdout: (b) => {
-        const from = Math.max(0, offset - pos);
-        const to = Math.min(b.length, stop - pos);
-        if (to > from) kept.add(b.subarray(from, to));
-        pos += b.length;
-      },
-      onProgress: (_p, _done, total) => {
-        size = total;
-        if (pos >= stop && total !== null && pos < total) throw new Enough();
-      },
-    });
-    size = pos; // read to its end
+    const root = await recvControl(io);
+    if (root.t !== "root" || !("kind" in root)) throw new PythondError("transfer_failed", "the transfer did not start with its root");
+    if (root.kind !== "file") throw new PythondError("is_directory", `is a directory: ${remote}`);
+    await send(io, { t: "root", path: "-" });
+    const entry = await recvControl(io);
+    if (entry.t !== "entry" || entry.kind !== "file") throw new PythondError("transfer_failed", "the node sent no file");
+    const size = entry.size ?? Number.POSITIVE_INFINITY;
+    const start = Math.min(offset, size);
+    await send(io, { t: "at", offset: start });
+    let got = 0;
+    while (got < length) {
+      const m = await io.recv();
+      if (m === null) throw new PythondError("transfer_failed", "the connection closed before the range arrived");
+      if (typeof m === "string") {
+        if (control(m).t === "end") break; // the file's end came first
+        continue;
+      }
+      const take = m.subarray(0, Math.min(m.length, length - got));
+      kept.add(take);
+      got += take.length;
+    }
+    const data = kept.bytes();
+    const total = entry.size ?? start + data.length;
+    return { data, size: total, offset: start, eof: start + data.length >= total };
   } catch (e) {
-    if (!(e instanceof Enough)) throw onNode(node, e);
+    throw onNode(node, e);
+  } finally {
+    io.close();
   }
-  const total = size ?? pos;
-  const data = kept.bytes();
-  return { data, size: total, offset: Math.min(offset, total), eof: Math.min(offset, total) + data.length >= total };
 }

@@ -6,7 +6,7 @@
  * an unknown node, a node SIGKILLed mid-command.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, readFileSync, writeFileSync, existsSync, statSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync, existsSync, statSync, truncateSync } from "node:fs";
 import { join } from "node:path";
 import { connect, NodeCommandLost, PythondError, type PythondClient } from "pythond/client";
 import { Hub, joinNode, type Node } from "./fleet-harness.ts";
@@ -253,6 +253,17 @@ describe("files", () => {
     const tail = await c.readFile("n2", "up/sub/b.bin", { offset: 699_995, length: 100 });
     expect(tail.data.length).toBe(5);
     expect(tail.eof).toBe(true);
+    // the end of a big file: the node starts at the offset, the prefix never crosses the link
+    // (the bytes the node's link socket sent, from the kernel: ss -ti)
+    const big = join(n2.e.home, "big.log");
+    writeFileSync(big, "");
+    truncateSync(big, 300 << 20);
+    writeFileSync(big, "the last line\n", { flag: "a" });
+    const before = linkBytesSent(n2.pid);
+    const last = await c.readFile("n2", "big.log", { offset: (300 << 20) + 4, length: 4096 });
+    expect(Buffer.from(last.data).toString()).toBe("last line\n");
+    expect(last).toMatchObject({ size: (300 << 20) + 14, offset: (300 << 20) + 4, eof: true });
+    expect(linkBytesSent(n2.pid) - before).toBeLessThan(8 << 20);
 
     const nf = await code(c.readFile("n2", "no-such-file"));
     expect(nf.code).toBe("not_found");
@@ -263,6 +274,21 @@ describe("files", () => {
     expect((await code(c.get("nope", "x", back))).code).toBe("no_node");
   });
 });
+
+/** Bytes sent so far on the TCP connections of process `pid` to the hub (tcp_info, via ss). */
+function linkBytesSent(pid: number): number {
+  const r = Bun.spawnSync(["ss", "-tinpH", "state", "established", `( dport = :${hub.port} )`]);
+  const out = r.stdout.toString();
+  let total = 0;
+  let mine = false;
+  for (const line of out.split("\n")) {
+    if (/^\S/.test(line) || /users:\(/.test(line)) mine = line.includes(`pid=${pid},`);
+    const m = /bytes_sent:(\d+)/.exec(line);
+    if (mine && m) total += Number(m[1]);
+  }
+  if (!out.includes(`pid=${pid},`)) throw new Error(`no connection of pid ${pid} to the hub in: ${out.slice(0, 500)}`);
+  return total;
+}
 
 describe("faults", () => {
   test("a node SIGKILLed mid-command: NodeCommandLost with the job id; the node is then offline", async () => {
