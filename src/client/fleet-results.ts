@@ -121,15 +121,8 @@ export class ShResult implements ShExit {
 }
 
 /** A job as the node keeps it: its state and the output it kept (the last 8 MiB of each stream). */
-export interface JobState {
+export interface JobState extends Pick<JobInfo, "id" | "command" | "pid" | "state" | "startedAt" | "durationMs"> {
   node: string;
-  id: string;
-  command: string;
-  pid: number;
-  state: "running" | "exited";
-  /** ms since the epoch */
-  startedAt: number;
-  durationMs: number;
   /** Its end, once it exited. */
   exit: ShExit | null;
   stdout: Uint8Array;
