@@ -51,11 +51,15 @@ async function main(): Promise<number> {
       return (await import("./cli/pyctl.ts")).main(argv);
     case "daemon": {
       const checked = await pythondMain(role, argv, true); // --help, unknown flags: as `pythond daemon`
-      return checked >= 0 ? checked : (await import("./cli/pyctl.ts")).main(["start", ...argv]);
+      if (checked >= 0) return checked;
+      (await import("./daemon/memcpy-tune.ts")).tuneMemcpy(); // may start this process again
+      return (await import("./cli/pyctl.ts")).main(["start", ...argv]);
     }
     case "join": {
       const checked = await pythondMain(role, argv, true); // --help, unknown flags: as `pythond join`
-      return checked >= 0 ? checked : (await import("./cli/join.ts")).main(argv);
+      if (checked >= 0) return checked;
+      (await import("./daemon/memcpy-tune.ts")).tuneMemcpy();
+      return (await import("./cli/join.ts")).main(argv);
     }
     case "--version":
     case "-V":

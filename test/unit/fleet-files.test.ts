@@ -229,6 +229,15 @@ describe("files: clear errors", () => {
     expect(readdirSync(m.path)).toEqual([]);
   });
 
+  test("disk full with several writes in flight (64 KiB chunks): no_space, nothing left behind", async () => {
+    using m = tmpfs("1m");
+    if (!m) return void console.warn("cannot mount a tmpfs here: disk full not exercised");
+    const src = randomFile(join(fresh(), "big"), 3_000_000);
+    const e = await bothFail(src, m.path, { chunk: 64 << 10 });
+    expect(e.code).toBe("no_space");
+    expect(readdirSync(m.path)).toEqual([]);
+  });
+
   test("a checksum mismatch (a byte flipped in transit): refused, nothing kept", async () => {
     const src = randomFile(join(fresh(), "f"), 2_000_000);
     const dest = fresh();
@@ -293,6 +302,17 @@ describe("files: resume and size", () => {
     expect(sha(join(dest, "f"))).toBe(sha(src));
     expect(statSync(join(dest, "f")).mode & 0o777).toBe(0o640);
     expect(noParts(dest)).toEqual([]);
+  });
+
+  test("cut off with writes in flight: every byte that arrived is in the part file, exact, before the error", async () => {
+    const src = randomFile(join(fresh(), "f"), 3_000_000);
+    const dest = fresh();
+    const { r } = await transfer(src, dest, { chunk: 64 << 10 }, {}, cutAfter(1_500_000));
+    const n = Number(/cut off after (\d+) bytes/.exec((r as PromiseRejectedResult).reason.message)![1]);
+    expect(n).toBeGreaterThan(1_000_000);
+    const part = join(dest, noParts(dest)[0]!);
+    expect(statSync(part).size).toBe(n);
+    expect(readFileSync(part).equals(readFileSync(src).subarray(0, n))).toBe(true);
   });
 
   test("a damaged part file fails the checksum, is discarded, and the next run succeeds", async () => {

@@ -7,6 +7,7 @@ import { describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { RawWsChannel } from "../../src/fleet/hub/ws-server.ts";
 import { unmaskInto } from "../../src/fleet/hub/ws-mask.ts";
+import { POOL_FROM, POOLED, pooledCount, recycle, takeArray } from "../../src/link/recycle.ts";
 
 /** A deterministic generator: failures replay. */
 function rng(seed: number) {
@@ -130,5 +131,33 @@ describe("hub WebSocket frames", () => {
     b.onClose((why) => closes.push(why));
     b.feed(clientFrame(0x2, new Uint8Array(2000), true, new Uint8Array([1, 2, 3, 4])).subarray(0, 100));
     expect(closes).toEqual(["1002 client frames must be masked", "1009 message too large"]);
+  });
+
+  test("a file chunk's array is used again once recycled, exact every time; others are not taken back", () => {
+    const r = rng(11);
+    const socket = { write: (c: Uint8Array) => c.length, end() {} } as unknown as Socket<unknown>;
+    const ch = new RawWsChannel(socket, 1 << 30);
+    const got: Uint8Array[] = [];
+    ch.onMessage((m) => got.push(m as Uint8Array));
+    const before = pooledCount();
+    const buffers = new Set<ArrayBufferLike>();
+    for (let k = 0; k < 5; k++) {
+      const payload = bytes((1 << 20) + 27, r); // a file chunk and its framing
+      const wire = clientFrame(0x2, payload, true, bytes(4, r));
+      for (let p = 0; p < wire.length; p += 65536) ch.feed(wire.subarray(p, p + 65536));
+      const m = got.pop()!;
+      expect(Buffer.from(m).equals(Buffer.from(payload))).toBe(true);
+      buffers.add(m.buffer);
+      expect(recycle(m)).toBe(true); // its consumer is done with it
+      expect(recycle(m)).toBe(false); // never twice
+    }
+    expect(buffers.size).toBe(1); // the one array, every time
+    expect(pooledCount()).toBe(before + 1);
+    // small messages, arrays from elsewhere, and a full pool: not taken back
+    expect(takeArray(POOL_FROM - 1).buffer.byteLength).toBe(POOL_FROM - 1);
+    expect(recycle(takeArray(1000))).toBe(false);
+    expect(recycle(new Uint8Array(POOLED))).toBe(false);
+    const many = Array.from({ length: 12 }, () => takeArray(POOLED));
+    expect(many.map(recycle).filter(Boolean).length).toBe(8);
   });
 });

@@ -13,6 +13,7 @@ import { chmod, lstat, mkdir, open, rename, rm, stat, symlink, unlink, type File
 import { basename, dirname, join } from "node:path";
 import { createHash, randomBytes } from "node:crypto";
 import type { Stats } from "node:fs";
+import { recycle } from "../../link/recycle.ts";
 import { PythondError } from "../../protocol/errors.ts";
 import type { Duplex } from "../duplex.ts";
 import { CHUNK, control, fail, fsError, recvControl, send, type FileMsg } from "./wire.ts";
@@ -108,8 +109,10 @@ export async function receiveTree(io: Duplex, dest: string, opts: ReceiveOptions
 const GC_EVERY = 64 << 20;
 let sinceGc = 0;
 
-function received(n: number): void {
-  sinceGc += n;
+function received(d: Uint8Array, done: boolean): void {
+  // an array taken back for the next message (the hub's own link: src/link/recycle.ts) is no garbage
+  if (done && recycle(d)) return;
+  sinceGc += d.length;
   if (sinceGc >= GC_EVERY) {
     sinceGc = 0;
     Bun.gc(true);
@@ -205,31 +208,29 @@ async function receiveInto(io: Duplex, path: string, part: string, m: FileEntry,
   }
   let pos = offset;
   let ok = false;
+  const writes = new Writes(fh, path);
   try {
     await send(io, { t: "at", offset });
     for (;;) {
       const d = await io.recv();
       if (d === null) {
-        ok = true; // keep the part file: the next transfer of this source resumes from it
-        throw new PythondError("transfer_failed", `the transfer of ${path} was cut off after ${pos} bytes (run it again to resume)`);
+        await writes.settle();
+        ok = writes.failed === null; // keep the part file: the next transfer of this source resumes from it
+        throw writes.failed ?? new PythondError("transfer_failed", `the transfer of ${path} was cut off after ${pos} bytes (run it again to resume)`);
       }
       if (typeof d === "string") {
         const end = control(d);
         if (end.t !== "end") throw new PythondError("transfer_failed", `unexpected '${end.t}' in a file`);
+        await writes.drain();
         if (hasher.digest("hex") !== end.sha256) {
           throw new PythondError("checksum_mismatch", `checksum mismatch for ${path} (SHA-256 differs from the sender's; nothing was kept, run it again)`);
         }
         break;
       }
-      // hashed while the write runs on the I/O thread
-      const written = writeAll(fh, d, pos);
+      // hashed here while the write runs on an I/O thread, and the next chunk is taken meanwhile
+      const written = writes.add(d, pos);
       hasher.update(d);
-      try {
-        await written;
-      } catch (e) {
-        throw fsError(e, path, "writing");
-      }
-      received(d.length);
+      await written;
       pos += d.length;
       sum.bytes += d.length;
       opts.onProgress?.(path, pos, m.size);
@@ -244,6 +245,7 @@ async function receiveInto(io: Duplex, path: string, part: string, m: FileEntry,
     }
     ok = true;
   } finally {
+    await writes.settle(); // no write may land after the part file is closed or removed
     await fh?.close();
     if (!ok) await unlink(part).catch(() => {});
   }
@@ -256,6 +258,49 @@ async function receiveInto(io: Duplex, path: string, part: string, m: FileEntry,
 async function writeAll(fh: FileHandle, d: Uint8Array, pos: number): Promise<void> {
   let w = 0;
   while (w < d.length) w += (await fh.write(d, w, d.length - w, pos + w)).bytesWritten;
+}
+
+/** File writes at most this many at once: the next chunk is received and hashed while they run. */
+const WRITES_IN_FLIGHT = 4;
+
+/**
+ * The writes of one part file, each at its own position, several in flight. A chunk's write lands
+ * while the next ones are received and hashed (writing into memory the system has not used yet
+ * costs this machine up to 2.5 ms per MiB: waiting for each one in turn made it the pace of the
+ * whole transfer, bench/RESULTS.md). The first failure is kept and thrown by the next add/drain.
+ */
+class Writes {
+  failed: PythondError | null = null;
+  private pending = new Set<Promise<void>>();
+
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly path: string,
+  ) {}
+
+  /** Starts writing d at pos; resolves once fewer than WRITES_IN_FLIGHT remain running. */
+  async add(d: Uint8Array, pos: number): Promise<void> {
+    if (this.failed) throw this.failed;
+    const w: Promise<void> = writeAll(this.fh, d, pos).then(
+      () => received(d, true), // the write and the hash are done with it (hashed before this settles)
+      (e) => void (this.failed ??= fsError(e, this.path, "writing")),
+    );
+    const p = w.finally(() => this.pending.delete(p));
+    this.pending.add(p);
+    while (this.pending.size >= WRITES_IN_FLIGHT && !this.failed) await Promise.race(this.pending);
+    if (this.failed) throw this.failed;
+  }
+
+  /** Waits for every write; throws the first failure. */
+  async drain(): Promise<void> {
+    await this.settle();
+    if (this.failed) throw this.failed;
+  }
+
+  /** Waits for every write, failed or not. */
+  async settle(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all(this.pending);
+  }
 }
 
 async function receiveToStream(io: Duplex, m: FileEntry, opts: ReceiveOptions, sum: ReceiveSummary): Promise<void> {
@@ -273,8 +318,8 @@ async function receiveToStream(io: Duplex, m: FileEntry, opts: ReceiveOptions, s
     const bytes = d as Uint8Array;
     await opts.stdout?.(bytes);
     hasher.update(bytes);
-    received(bytes.length);
     pos += bytes.length;
+    received(bytes, false); // a stdout writer may still hold it
     sum.bytes += bytes.length;
     opts.onProgress?.("-", pos, m.size);
   }

@@ -23,6 +23,14 @@ export interface SendOptions {
   onProgress?(path: string, done: number, size: number | null): void;
 }
 
+/** A chunk read into `buf` at `from`; `lead` is where its framed message starts. */
+interface Chunk {
+  buf: Uint8Array;
+  from: number;
+  lead: number;
+  n: number;
+}
+
 export interface SendSummary {
   /** Where the receiver put it. */
   target: string;
@@ -116,26 +124,36 @@ async function sendFile(io: Duplex, abs: string, rel: string, st: Stats, opts: S
       pos += bytesRead;
     }
     sum.resumed += pos;
-    const framed = io.sendFramed ? framing(io.room ?? 0, chunk) : null;
-    for (;;) {
-      // Framed: one buffer for the whole file, the transport's framing in front of the data (it
-      // takes the bytes before sendFramed returns). Else a fresh buffer: the transport may hold it.
-      const buf = framed ? framed.block : Buffer.allocUnsafe(chunk);
-      const at = framed ? framed.at : 0;
-      let bytesRead: number;
-      try {
-        ({ bytesRead } = await fh.read(buf, at, chunk, pos));
-      } catch (e) {
-        throw fsError(e, abs, "reading");
+    // Framed: two buffers for the whole file, the transport's framing in front of the data (it
+    // takes the bytes before sendFramed returns). Else a fresh buffer each: the transport may hold it.
+    const room = io.room ?? 0;
+    const framed = io.sendFramed ? [framing(room, chunk), framing(room, chunk)] : null;
+    const read = (k: number, at: number): Promise<Chunk> => {
+      const f = framed?.[k & 1];
+      const buf = f ? f.block : Buffer.allocUnsafe(chunk);
+      const from = f ? f.at : 0;
+      return fh.read(buf, from, chunk, at).then(
+        ({ bytesRead }) => ({ buf, from, lead: f?.lead ?? 0, n: bytesRead }),
+        (e) => Promise.reject(fsError(e, abs, "reading")),
+      );
+    };
+    // the next chunk is read while this one is hashed and sent
+    let next = read(0, pos);
+    try {
+      for (let k = 1; ; k++) {
+        const c = await next;
+        if (c.n === 0) break;
+        next = read(k, pos + c.n);
+        const data = c.buf.subarray(c.from, c.from + c.n);
+        hasher.update(data);
+        if (framed) await sendFramed(io, c.buf.subarray(c.lead, c.from + c.n));
+        else await send(io, data);
+        pos += c.n;
+        sum.bytes += c.n;
+        opts.onProgress?.(rel || abs, pos, size);
       }
-      if (bytesRead === 0) break;
-      const data = buf.subarray(at, at + bytesRead);
-      hasher.update(data);
-      if (framed) await sendFramed(io, buf.subarray(framed.lead, at + bytesRead));
-      else await send(io, data);
-      pos += bytesRead;
-      sum.bytes += bytesRead;
-      opts.onProgress?.(rel || abs, pos, size);
+    } finally {
+      await next.catch(() => {}); // settled before the file is closed
     }
     await send(io, { t: "end", sha256: hasher.digest("hex"), size: pos });
     await recvControl(io);

@@ -18,6 +18,7 @@
 import { createHash } from "node:crypto";
 import type { Socket } from "bun";
 import { BaseChannel, type Message } from "../../link/channel.ts";
+import { takeArray } from "../../link/recycle.ts";
 import { unmaskInto } from "./ws-mask.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -274,9 +275,10 @@ export class RawWsChannel extends BaseChannel {
     p += 4;
     const here = Math.min(n, end - p);
     if (here < n && n < BIG_FRAME) return 0; // a small frame: wait for all of it
-    // its own ArrayBuffer at offset 0 (unmaskInto), not zeroed (every byte is written), and a plain
-    // Uint8Array (a Buffer's slice() would be a view, not the copy a consumer means)
-    const out = new Uint8Array(Buffer.allocUnsafeSlow(n).buffer, 0, n);
+    // its own ArrayBuffer at offset 0 (unmaskInto), not zeroed (every byte is written), a plain
+    // Uint8Array (a Buffer's slice() would be a view, not the copy a consumer means), and for a
+    // file chunk one used before (src/link/recycle.ts)
+    const out = takeArray(n);
     unmaskInto(b, p, out, 0, here, mask);
     if (here < n) {
       this.big = { fin, opcode, mask, out, got: here };
