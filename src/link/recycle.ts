@@ -17,7 +17,8 @@
 export const POOLED = (1 << 20) + 4096;
 /** Messages smaller than this get an array of their own size (a pooled one would waste its capacity). */
 export const POOL_FROM = POOLED >> 1;
-const KEEP = 8;
+/** A transfer's window (4 chunks, src/fleet/io/tunnel.ts) and its writes in flight (2, receive.ts). */
+const KEEP = 6;
 
 const free: ArrayBuffer[] = [];
 const ours = new WeakSet<ArrayBuffer>();

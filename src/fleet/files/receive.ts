@@ -260,8 +260,8 @@ async function writeAll(fh: FileHandle, d: Uint8Array, pos: number): Promise<voi
   while (w < d.length) w += (await fh.write(d, w, d.length - w, pos + w)).bytesWritten;
 }
 
-/** File writes at most this many at once: the next chunk is received and hashed while they run. */
-const WRITES_IN_FLIGHT = 4;
+/** File writes at most this many at once: the next chunk is received and hashed while one runs. */
+const WRITES_IN_FLIGHT = 2;
 
 /**
  * The writes of one part file, each at its own position, several in flight. A chunk's write lands
