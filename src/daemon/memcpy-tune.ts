@@ -14,7 +14,8 @@
  * execve(2), the same process id, terminal and parent (as `pyctl restart` does, server.ts), about
  * 17 ms once per daemon start. The re-started daemon puts its environment back as it was, so
  * nothing it starts (Python workers, shells, commands) sees the setting. Not done when the user set
- * that tunable already, elsewhere than x86-64 Linux on AMD, or with PYTHOND_TUNE_MEMCPY=0.
+ * that tunable already, elsewhere than x86-64 Linux on AMD with glibc (the musl build), or with
+ * PYTHOND_TUNE_MEMCPY=0.
  */
 import { closeSync, openSync, readSync } from "node:fs";
 
@@ -38,12 +39,18 @@ function amd(): boolean {
   }
 }
 
+/** Whether this runtime runs on glibc (the musl build does not: there is nothing to set). */
+function glibc(): boolean {
+  const report = (process as { report?: { getReport?(): { header?: { glibcVersionRuntime?: string } } } }).report;
+  return typeof report?.getReport?.().header?.glibcVersionRuntime === "string";
+}
+
 /** Whether this process should start again with the tunable (see the file comment). */
-export function wantsMemcpyTune(env: NodeJS.ProcessEnv = process.env, isAmd = amd): boolean {
+export function wantsMemcpyTune(env: NodeJS.ProcessEnv = process.env, isAmd = amd, onGlibc = glibc): boolean {
   if (process.platform !== "linux" || process.arch !== "x64") return false;
   if (env[MARK] !== undefined || env.PYTHOND_TUNE_MEMCPY === "0") return false;
   if ((env.GLIBC_TUNABLES ?? "").includes(TUNABLE)) return false;
-  return isAmd();
+  return isAmd() && onGlibc();
 }
 
 /** The environment to start again with. */

@@ -11,13 +11,14 @@ const yes = () => true;
 const no = () => false;
 
 describe("memcpy tune", () => {
-  test("wanted on AMD x86-64 Linux only, once, unless the user set the tunable or turned it off", () => {
-    expect(wantsMemcpyTune({}, yes)).toBe(linuxX64);
+  test("wanted on AMD x86-64 Linux with glibc only, once, unless the user set the tunable or turned it off", () => {
+    expect(wantsMemcpyTune({}, yes, yes)).toBe(linuxX64);
     expect(wantsMemcpyTune({}, no)).toBe(false);
-    expect(wantsMemcpyTune({ PYTHOND_MEMCPY_TUNED: "1" }, yes)).toBe(false); // already started again
-    expect(wantsMemcpyTune({ PYTHOND_TUNE_MEMCPY: "0" }, yes)).toBe(false);
-    expect(wantsMemcpyTune({ GLIBC_TUNABLES: "glibc.cpu.x86_rep_movsb_threshold=4096" }, yes)).toBe(false);
-    expect(wantsMemcpyTune({ GLIBC_TUNABLES: "glibc.malloc.check=0" }, yes)).toBe(linuxX64);
+    expect(wantsMemcpyTune({}, yes, no)).toBe(false); // musl: no glibc to tell
+    expect(wantsMemcpyTune({ PYTHOND_MEMCPY_TUNED: "1" }, yes, yes)).toBe(false); // already started again
+    expect(wantsMemcpyTune({ PYTHOND_TUNE_MEMCPY: "0" }, yes, yes)).toBe(false);
+    expect(wantsMemcpyTune({ GLIBC_TUNABLES: "glibc.cpu.x86_rep_movsb_threshold=4096" }, yes, yes)).toBe(false);
+    expect(wantsMemcpyTune({ GLIBC_TUNABLES: "glibc.malloc.check=0" }, yes, yes)).toBe(linuxX64);
   });
 
   test("the user's own GLIBC_TUNABLES is kept (ours appended) and put back exactly after", () => {
