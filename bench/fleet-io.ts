@@ -192,6 +192,12 @@ async function fileTransfer(hub: Hub, node: Node, o: BenchOptions, rows: Row[], 
   const sha = shaCpu(bytes);
   rows.push({ figure: "  floor: CPU s per GiB of a plain TLS copy (both ends)", value: perGiB(median(tlsCpu) * turnsN) });
   rows.push({ figure: "  floor: CPU s per GiB of SHA-256 (each end once)", value: perGiB(sha * turnsN) });
+  // what the receiving end's page-cache writes cost on this machine now: a new file of the same
+  // size written by dd (on a VM, memory the guest has not touched lately costs several times more)
+  const ddOut = join(hub.d.e.dir, "floor-write");
+  const dd = await timedCpu(["dd", "if=/dev/zero", `of=${ddOut}`, "bs=1M", `count=${size / MB}`], env);
+  rmSync(ddOut, { force: true });
+  rows.push({ figure: "  floor: CPU s per GiB of writing a new file (dd, after the transfers)", value: perGiB(dd.cpu * turnsN) });
   if (tuned) rows.push({ figure: "  plain TLS socket copy without the daemons' memcpy setting", value: `${median(plainRates).toFixed(0)} MB/s${range(plainRates)}`, baseline: `with it ${tls.toFixed(0)}` });
   rows.push({ figure: "hub RSS growth during the transfers", value: `${hubGrowth.toFixed(1)} MB`, baseline: `before ${(hubBefore / MB).toFixed(0)} MB`, target: "bounded (<= 64 MB)", met: hubGrowth <= 64 });
   rows.push({ figure: "node RSS growth during the transfers", value: `${nodeGrowth.toFixed(1)} MB`, baseline: `before ${(nodeBefore / MB).toFixed(0)} MB`, target: "bounded (<= 64 MB)", met: nodeGrowth <= 64 });

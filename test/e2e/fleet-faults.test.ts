@@ -3,10 +3,11 @@
  * the hub SIGKILLed and restarted (nodes come back by themselves, their sessions intact), and a
  * link cut silently by a relay that stops forwarding without closing anything: the hub marks the
  * node offline within 3 heartbeats, the node redials when the relay heals, and a cell that was
- * streaming to a hub client runs on, once, and its output reaches that client.
+ * streaming to a hub client runs on, once, and its output reaches that client. A node killed while
+ * it writes a put leaves a part file that is a prefix of the source, and the next put resumes.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { alive, LineWatcher, PYSH, until } from "./harness.ts";
 import { accessLogWith, Hub, joinNode, Node, Relay } from "./fleet-harness.ts";
@@ -40,6 +41,36 @@ describe("a node killed and restarted", () => {
     expect(back.log.text).toContain(`session s: adopted worker pid ${pid}`);
     await until(async () => (await state("w-kill")) === "online", "the node to be back");
     expect((await hub.pysh(["run", "w-kill/s", "kept"])).stdout).toBe("still here\n");
+  });
+});
+
+describe("a node killed while it receives a put", () => {
+  test("the part file it leaves is a prefix of the source; the next put resumes from it, exact", async () => {
+    const n = await joinNode(hub, "w-recv");
+    nodes.push(n);
+    const src = join(hub.d.e.dir, "recv.bin");
+    const block = crypto.getRandomValues(new Uint8Array(1 << 20));
+    const w = Bun.file(src).writer();
+    for (let i = 0; i < 200; i++) {
+      block[0] = i;
+      w.write(block);
+    }
+    await w.end();
+    const p = Bun.spawn([PYSH, "put", "w-recv", src, "recv.bin"], { env: hub.d.e.env, stdout: "ignore", stderr: "pipe" });
+    const part = () => readdirSync(n.e.home).find((x) => x.startsWith(".recv.bin.") && x.endsWith(".pysh-part"));
+    while (!(part() && statSync(join(n.e.home, part()!)).size > 20_000_000)) await Bun.sleep(10);
+    await n.kill("SIGKILL"); // chunks were being written one after another, several received ahead
+    expect(await p.exited).not.toBe(0);
+    const kept = readFileSync(join(n.e.home, part()!));
+    expect(kept.length).toBeGreaterThan(20_000_000);
+    expect(kept.equals(readFileSync(src).subarray(0, kept.length))).toBe(true); // no hole: a prefix
+    const back = await new Node(n.e).join([]);
+    nodes.push(back);
+    await until(async () => (await state("w-recv")) === "online", "the node to be back");
+    const again = Bun.spawn([PYSH, "put", "w-recv", src, "recv.bin"], { env: hub.d.e.env, stdout: "ignore", stderr: "pipe" });
+    const [code, err] = await Promise.all([again.exited, new Response(again.stderr).text()]);
+    expect({ code, err }).toEqual({ code: 0, err: expect.stringMatching(/^pysh: resumed: \S+ \S+ were already on 'w-recv'/) });
+    expect(readFileSync(join(n.e.home, "recv.bin")).equals(readFileSync(src))).toBe(true);
   });
 });
 

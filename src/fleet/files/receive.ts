@@ -102,8 +102,9 @@ export async function receiveTree(io: Duplex, dest: string, opts: ReceiveOptions
 }
 
 /**
- * Each message is a fresh 1 MiB buffer and JSC collects them lazily: a 1 GiB put grew a node's RSS
- * by ~80 MB before a collection. A synchronous collection every GC_EVERY bytes received (as the
+ * Each message from Bun's WebSocket client (a node's link, pysh's) is a fresh 1 MiB buffer and JSC
+ * collects them lazily: a 1 GiB put grew a node's RSS by ~80 MB before a collection. (The hub's
+ * own link code hands out recycled arrays instead: those are given back, not collected.) A synchronous collection every GC_EVERY bytes received (as the
  * hub does for what it relays, src/fleet/io/hub-io.ts) keeps it flat whatever the size.
  */
 const GC_EVERY = 64 << 20;
@@ -260,34 +261,44 @@ async function writeAll(fh: FileHandle, d: Uint8Array, pos: number): Promise<voi
   while (w < d.length) w += (await fh.write(d, w, d.length - w, pos + w)).bytesWritten;
 }
 
-/** File writes at most this many at once: the next chunk is received and hashed while one runs. */
-const WRITES_IN_FLIGHT = 2;
+/** Chunks handed to the writer and not yet written: the next one is received and hashed meanwhile. */
+const WRITES_QUEUED = 2;
 
 /**
- * The writes of one part file, each at its own position, several in flight. A chunk's write lands
- * while the next ones are received and hashed (writing into memory the system has not used yet
- * costs this machine up to 2.5 ms per MiB: waiting for each one in turn made it the pace of the
- * whole transfer, bench/RESULTS.md). The first failure is kept and thrown by the next add/drain.
+ * The writes of one part file, one after the other in file order, without waiting for each: a
+ * chunk is written on an I/O thread while the next is received and hashed (writing into memory
+ * the system has not used yet costs this machine up to 2.5 ms per MiB, and waiting for each write
+ * in turn made it the pace of the whole transfer, bench/RESULTS.md). In order, never two at once:
+ * a receiver killed mid-transfer leaves a part file that is a prefix of the source (a later chunk
+ * landing before an earlier one would leave a hole, and its resume would fail the checksum). The
+ * first failure is kept and thrown by the next add/drain.
  */
 class Writes {
   failed: PythondError | null = null;
-  private pending = new Set<Promise<void>>();
+  private queued = 0;
+  private tail: Promise<void> = Promise.resolve();
+  private room?: () => void;
 
   constructor(
     private readonly fh: FileHandle,
     private readonly path: string,
   ) {}
 
-  /** Starts writing d at pos; resolves once fewer than WRITES_IN_FLIGHT remain running. */
+  /** Queues d for pos; resolves once fewer than WRITES_QUEUED are waiting or running. */
   async add(d: Uint8Array, pos: number): Promise<void> {
     if (this.failed) throw this.failed;
-    const w: Promise<void> = writeAll(this.fh, d, pos).then(
-      () => received(d, true), // the write and the hash are done with it (hashed before this settles)
-      (e) => void (this.failed ??= fsError(e, this.path, "writing")),
-    );
-    const p = w.finally(() => this.pending.delete(p));
-    this.pending.add(p);
-    while (this.pending.size >= WRITES_IN_FLIGHT && !this.failed) await Promise.race(this.pending);
+    this.queued++;
+    this.tail = this.tail.then(async () => {
+      try {
+        if (!this.failed) await writeAll(this.fh, d, pos);
+        received(d, true); // the write and the hash are done with it (hashed before this runs)
+      } catch (e) {
+        this.failed ??= fsError(e, this.path, "writing");
+      }
+      this.queued--;
+      this.room?.();
+    });
+    while (this.queued >= WRITES_QUEUED && !this.failed) await new Promise<void>((r) => (this.room = r));
     if (this.failed) throw this.failed;
   }
 
@@ -298,8 +309,8 @@ class Writes {
   }
 
   /** Waits for every write, failed or not. */
-  async settle(): Promise<void> {
-    while (this.pending.size > 0) await Promise.all(this.pending);
+  settle(): Promise<void> {
+    return this.tail;
   }
 }
 
