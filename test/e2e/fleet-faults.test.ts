@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { alive, LineWatcher, PYSH, until } from "./harness.ts";
-import { accessLogWith, Hub, joinNode, Node, Relay } from "./fleet-harness.ts";
+import { accessLogWith, blocksFile, Hub, joinNode, Node, Relay } from "./fleet-harness.ts";
 
 let hub: Hub;
 const nodes: Node[] = [];
@@ -48,14 +48,7 @@ describe("a node killed while it receives a put", () => {
   test("the part file it leaves is a prefix of the source; the next put resumes from it, exact", async () => {
     const n = await joinNode(hub, "w-recv");
     nodes.push(n);
-    const src = join(hub.d.e.dir, "recv.bin");
-    const block = crypto.getRandomValues(new Uint8Array(1 << 20));
-    const w = Bun.file(src).writer();
-    for (let i = 0; i < 200; i++) {
-      block[0] = i;
-      w.write(block);
-    }
-    await w.end();
+    const src = await blocksFile(join(hub.d.e.dir, "recv.bin"), 200);
     const p = Bun.spawn([PYSH, "put", "w-recv", src, "recv.bin"], { env: hub.d.e.env, stdout: "ignore", stderr: "pipe" });
     const part = () => readdirSync(n.e.home).find((x) => x.startsWith(".recv.bin.") && x.endsWith(".pysh-part"));
     while (!(part() && statSync(join(n.e.home, part()!)).size > 20_000_000)) await Bun.sleep(10);

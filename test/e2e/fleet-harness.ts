@@ -64,6 +64,22 @@ export class Hub {
   }
 }
 
+/**
+ * Writes a file of `mib` MiB: one random MiB repeated, each copy marked with its index (so a chunk
+ * landing at the wrong offset shows); for big transfers in tests.
+ */
+export async function blocksFile(path: string, mib: number): Promise<string> {
+  const block = crypto.getRandomValues(new Uint8Array(1 << 20));
+  const w = Bun.file(path).writer();
+  for (let i = 0; i < mib; i++) {
+    block[0] = i & 0xff;
+    block[1] = i >> 8;
+    w.write(block);
+  }
+  await w.end();
+  return path;
+}
+
 /** A machine that joins a hub: `pythond join …` in the foreground, with its own HOME and socket. */
 export class Node {
   readonly e: Env;

@@ -9,7 +9,7 @@ import { createServer, connect } from "node:net";
 import { join } from "node:path";
 import { accessLog, PYSH, until } from "./harness.ts";
 import { rss } from "../fixtures/proc.ts";
-import { Hub, joinNode, Node, Relay } from "./fleet-harness.ts";
+import { blocksFile, Hub, joinNode, Node, Relay } from "./fleet-harness.ts";
 
 let hub: Hub;
 let n1: Node;
@@ -293,14 +293,7 @@ describe("files", () => {
   });
 
   test("Ctrl-C during a put the hub does itself: the hub stops it, the part file stays, the next put resumes", async () => {
-    const src = join(hub.d.e.dir, "stopped.bin");
-    const block = crypto.getRandomValues(new Uint8Array(1 << 20));
-    const w = Bun.file(src).writer();
-    for (let i = 0; i < 300; i++) {
-      block[0] = i;
-      w.write(block);
-    }
-    await w.end();
+    const src = await blocksFile(join(hub.d.e.dir, "stopped.bin"), 300);
     const t0 = Date.now();
     const p = Bun.spawn([PYSH, "put", "n1", src, "stopped.bin"], { env: hub.d.e.env, stdout: "ignore", stderr: "pipe" });
     const part = () => readdirSync(n1.e.home).find((x) => x.startsWith(".stopped.bin.") && x.endsWith(".pysh-part"));
@@ -321,15 +314,7 @@ describe("files", () => {
   });
 
   test("1 GiB round trip: SHA-256 equal, memory bounded on the hub and the node", async () => {
-    const src = join(hub.d.e.dir, "gig.bin");
-    const block = crypto.getRandomValues(new Uint8Array(1 << 20));
-    const w = Bun.file(src).writer();
-    for (let i = 0; i < 1024; i++) {
-      block[0] = i & 0xff;
-      block[1] = i >> 8;
-      w.write(block);
-    }
-    await w.end();
+    const src = await blocksFile(join(hub.d.e.dir, "gig.bin"), 1024);
     const peaks = watchRss([hub.d.pid, n1.pid]);
     expect((await pysh(["put", "n1", src, "gig.bin"])).code).toBe(0);
     const back = join(hub.d.e.dir, "gig.back");
@@ -473,14 +458,7 @@ describe("faults", () => {
       sh.terminal!.write("echo kept-$((2*21))\r");
       await see("kept-42");
       // a big put, cut once some of it has arrived
-      const src = join(hub.d.e.dir, "big.bin");
-      const block = crypto.getRandomValues(new Uint8Array(1 << 20));
-      const f = Bun.file(src).writer();
-      for (let i = 0; i < 300; i++) {
-        block[0] = i;
-        f.write(block);
-      }
-      await f.end();
+      const src = await blocksFile(join(hub.d.e.dir, "big.bin"), 300);
       const put = Bun.spawn([PYSH, "put", "n5", src, "big.bin"], { env: hub.d.e.env, stdout: "pipe", stderr: "pipe" });
       const part = () => readdirSync(n5.e.home).find((x) => x.endsWith(".pysh-part"));
       while (!(part() && statSync(join(n5.e.home, part()!)).size > 5_000_000)) await Bun.sleep(20);
