@@ -7,12 +7,12 @@
  * read path copies every record that way. Measured on this project's machines (AMD EPYC, glibc
  * 2.36, Bun 1.4.5): a plain Bun TLS socket copy of 1 GiB spent 40% of its CPU in that memmove and
  * took 2.2 CPU s; with GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=1073741824 (vector loops
- * at every alignment) 1.37 CPU s. `pysh get` and `put` of 1 GiB went from ~230 to ~310 MB/s
- * (bench/RESULTS.md).
+ * at every alignment) 1.37 CPU s, and the file-transfer benchmark's plain TLS copy went from 380
+ * to 628 MB/s (bench/RESULTS.md).
  *
  * glibc reads its tunables once, when a process starts, so the setting needs a new process image:
- * execve(2), the same process id, terminal and parent (as `pyctl restart` does, server.ts), about
- * 17 ms once per daemon start. The re-started daemon puts its environment back as it was, so
+ * execve(2), the same process id, terminal and parent (as `pyctl restart` does, server.ts), 15-18
+ * ms once per daemon start. The re-started daemon puts its environment back as it was, so
  * nothing it starts (Python workers, shells, commands) sees the setting. Not done when the user set
  * that tunable already, elsewhere than x86-64 Linux on AMD with glibc (the musl build), or with
  * PYTHOND_TUNE_MEMCPY=0.

@@ -103,9 +103,10 @@ export async function receiveTree(io: Duplex, dest: string, opts: ReceiveOptions
 
 /**
  * Each message from Bun's WebSocket client (a node's link, pysh's) is a fresh 1 MiB buffer and JSC
- * collects them lazily: a 1 GiB put grew a node's RSS by ~80 MB before a collection. (The hub's
- * own link code hands out recycled arrays instead: those are given back, not collected.) A synchronous collection every GC_EVERY bytes received (as the
- * hub does for what it relays, src/fleet/io/hub-io.ts) keeps it flat whatever the size.
+ * collects them lazily: a 1 GiB put grew a node's RSS by ~80 MB before a collection. A synchronous
+ * collection every GC_EVERY bytes received (as the hub does for what it relays,
+ * src/fleet/io/hub-io.ts) keeps it flat whatever the size. The hub's own link code hands out
+ * recycled arrays instead (src/link/recycle.ts): those are given back, not collected.
  */
 const GC_EVERY = 64 << 20;
 let sinceGc = 0;
