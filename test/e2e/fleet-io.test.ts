@@ -8,7 +8,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, st
 import { createServer, connect } from "node:net";
 import { join } from "node:path";
 import { accessLog, PYSH, until } from "./harness.ts";
-import { rss } from "../fixtures/proc.ts";
+import { gone, rss, waitGone } from "../fixtures/proc.ts";
 import { blocksFile, Hub, joinNode, Node, Relay } from "./fleet-harness.ts";
 
 let hub: Hub;
@@ -50,14 +50,6 @@ function watchRss(pids: number[]) {
       return peak.map((p, i) => p - base[i]!);
     },
   };
-}
-
-function gone(pid: number): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z");
-  } catch {
-    return true;
-  }
 }
 
 describe("pysh sh", () => {
@@ -149,8 +141,7 @@ describe("pysh sh --detach / pysh job", () => {
     const k = await pysh(["job", "n1", id, "--kill"]);
     expect(k.code).toBe(0);
     expect(k.stderr).toContain(`job ${id} on 'n1' ended: killed by SIGTERM`);
-    for (let i = 0; i < 300 && !gone(pid); i++) await Bun.sleep(10);
-    expect(gone(pid)).toBe(true);
+    expect(await waitGone(pid)).toBe(true);
   });
 });
 

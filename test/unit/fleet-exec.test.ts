@@ -1,9 +1,9 @@
 /** The node's command engine (src/fleet/exec): real shells, real process groups, real pipes. */
 import { afterAll, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
 import { Job, type OutputEvent } from "../../src/fleet/exec/job.ts";
 import { JobTable } from "../../src/fleet/exec/table.ts";
 import { PythondError } from "../../src/protocol/errors.ts";
+import { gone, waitGone } from "../fixtures/proc.ts";
 
 const table = new JobTable();
 afterAll(() => table.killAll());
@@ -25,21 +25,6 @@ function run(command: string, more: Partial<ConstructorParameters<typeof Job>[1]
   return table.start({ command, ...more }).job;
 }
 
-/** True once the process is gone (or a zombie nobody reaped yet: it can run no more). */
-function gone(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
-  } catch {
-    return true;
-  }
-}
-
-async function waitGone(pid: number): Promise<void> {
-  // Reaping by init is asynchronous to our kill: poll the condition, bounded.
-  for (let i = 0; i < 500 && !gone(pid); i++) await Bun.sleep(10);
-  expect(gone(pid)).toBe(true);
-}
 
 describe("exec: one command", () => {
   test("stdout and stderr apart, bytes exact (binary, invalid UTF-8), exit code", async () => {
@@ -138,7 +123,7 @@ describe("exec: timeout and kill", () => {
     const r = await job.done;
     expect(r.killed).toBe(true);
     expect(r.exit).toBe(0); // the shell's own status: it exited before the kill
-    await waitGone(grandchild);
+    expect(await waitGone(grandchild)).toBe(true);
   });
 
   test("...and on timeout", async () => {
@@ -147,7 +132,7 @@ describe("exec: timeout and kill", () => {
     const grandchild = Number(Buffer.from(first.value!.data).toString().trim());
     const r = await job.done;
     expect(r.exit).toBe(124);
-    await waitGone(grandchild);
+    expect(await waitGone(grandchild)).toBe(true);
   });
 });
 

@@ -21,6 +21,7 @@ import { sendTree } from "../../src/fleet/files/send.ts";
 import { listenForward } from "../../src/fleet/forward/forward.ts";
 import { parseForwardSpec } from "../../src/fleet/forward/spec.ts";
 import type { IoSpec } from "../../src/protocol/fleet-io.ts";
+import { waitGone } from "../fixtures/proc.ts";
 
 const home = mkdtempSync(join(tmpdir(), "pysh-io-"));
 const nodeIo = new NodeIo({ home });
@@ -138,19 +139,7 @@ describe("node io: sh and job", () => {
     expect(c.text()[0]).toBe(`${pid}\n`);
     const k = await jobRequest(l.open({ kind: "job", action: "kill", id }), collect().sinks);
     expect(k.t === "exit" && k.result.killed).toBe(true);
-    for (let i = 0; i < 500; i++) {
-      try {
-        process.kill(pid, 0);
-        if (readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z")) break;
-      } catch {
-        break;
-      }
-      await Bun.sleep(10);
-    }
-    expect(() => {
-      process.kill(pid, 0);
-      if (readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z")) throw new Error("zombie");
-    }).toThrow();
+    expect(await waitGone(pid)).toBe(true);
   });
 
   test("a link cut mid-command: the command runs on, its output is there from the offset seen", async () => {

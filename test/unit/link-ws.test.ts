@@ -16,7 +16,8 @@ type Data = { ch?: ServerWsChannel<Data> };
 const dir = mkdtempSync(join(tmpdir(), "pythond-ws-"));
 const sock = join(dir, "s");
 let server: Server;
-const serverClosed: string[] = [];
+/** Called with the reason when a server-side channel closes. */
+let onServerClose: (reason: string) => void = () => {};
 
 beforeAll(() => {
   server = Bun.serve<Data, never>({
@@ -25,7 +26,7 @@ beforeAll(() => {
     websocket: {
       open(ws: ServerWebSocket<Data>) {
         const ch = (ws.data.ch = new ServerWsChannel(ws));
-        ch.onClose((r) => serverClosed.push(r));
+        ch.onClose((r) => onServerClose(r));
         const mux = new Mux(ch);
         mux.onFrame = (h, body) => {
           if (h.op === "echo") return mux.send({ op: "reply", rid: h.rid, ok: true }, body);
@@ -81,14 +82,11 @@ test("requests and a 16 MiB stream over real WebSockets, in order", async () => 
 
 test("close reasons travel both ways", async () => {
   const a = await dial();
-  const reasons: string[] = [];
-  a.mux.onClosed((r) => reasons.push(r));
+  const reason = new Promise<string>((r) => a.mux.onClosed(r));
   a.mux.send({ op: "bye" });
-  for (let i = 0; i < 2000 && reasons.length === 0; i++) await Bun.sleep(1);
-  expect(reasons).toEqual(["server says bye"]);
+  expect(await reason).toBe("server says bye");
   const b = await dial();
-  const before = serverClosed.length;
+  const closed = new Promise<string>((r) => (onServerClose = r));
   b.mux.close("client leaves");
-  for (let i = 0; i < 2000 && serverClosed.length === before; i++) await Bun.sleep(1);
-  expect(serverClosed.at(-1)).toBe("client leaves");
+  expect(await closed).toBe("client leaves");
 });
