@@ -16,7 +16,6 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ClientWsChannel } from "../src/link/ws.ts";
 import { Mux } from "../src/link/mux.ts";
 import { Redialer } from "../src/link/redial.ts";
 import { dialHub, HubRefusal } from "../src/fleet/node/dial.ts";
@@ -56,9 +55,9 @@ function simulate(i: number): void {
       const release = await slot();
       stats.dialing++;
       try {
-        const { ws, welcome } = await dialHub({ url, id, key, token, labels: { sim: "1" }, heartbeat: 10, fingerprint: fingerprintOfPem(hubPem), hubPem, hubInstance, timeoutMs: 30_000 });
+        const { channel, welcome } = await dialHub({ url, id, key, token, labels: { sim: "1" }, heartbeat: 10, fingerprint: fingerprintOfPem(hubPem), hubPem, hubInstance, timeoutMs: 30_000 });
         hubInstance = welcome.hub_instance;
-        const mux = new Mux(ClientWsChannel.wrap(ws), { onText: (t) => mux.close(t) });
+        const mux = new Mux(channel, { onText: (t) => mux.close(t) });
         mux.onFrame = (h, body) => {
           if (h.op === "heartbeat") return mux.send({ op: "reply", rid: h.rid, ok: true, sessions: 0 });
           if (h.op === "io") return answerIoSimulated(mux, h); // node services: fleet-io-sim.ts

@@ -21,6 +21,8 @@ import { PythondError } from "./errors.ts";
 
 export const NODE_SUBPROTOCOL = "pythond-node.1";
 export const NODE_PROTOCOL = 1;
+/** Largest message on a node link, either way: a frame as large as a client may send, and its header. */
+export const NODE_LINK_MAX_MESSAGE = 64 * 1024 * 1024 + 8192;
 
 /** The one message a node may send before it is authenticated. */
 export interface NodeHello {

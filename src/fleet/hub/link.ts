@@ -9,6 +9,7 @@
  * the node's session count and give the round-trip time shown by `pysh nodes`. One timer serves
  * every link (a wheel of quarter-second slots), not one timer per node.
  */
+import { NODE_LINK_MAX_MESSAGE } from "../../protocol/fleet.ts";
 import { Mux } from "../../link/mux.ts";
 import type { FleetHub } from "./hub.ts";
 import type { NodeEntry, NodeLinkLike } from "./registry.ts";
@@ -19,8 +20,6 @@ const SLOT_MS = 250;
 /** Frames that answer something (never answered themselves). */
 // "u": a unit of a node-service tunnel already over on this side (src/fleet/io/mux-pipe.ts)
 const ANSWERS: ReadonlySet<string> = new Set(["reply", "t", "b", "end", "pong", "u"]);
-/** Largest message on a node link: a frame as large as a client may send, and its header. */
-const MAX_MESSAGE = 64 * 1024 * 1024 + 8192;
 
 /** Calls each member's beat() once per period, spread evenly over the period. */
 export class BeatWheel {
@@ -65,7 +64,7 @@ export class HubLink implements NodeLinkLike {
     channel: RawWsChannel,
     readonly heartbeatS: number,
   ) {
-    channel.maxMessage = MAX_MESSAGE;
+    channel.maxMessage = NODE_LINK_MAX_MESSAGE;
     this.mux = new Mux(channel, {
       ids: port.ids,
       onFrame: (h) => {

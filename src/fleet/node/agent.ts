@@ -9,7 +9,6 @@
  * fingerprint) is fatal: the user is there to read it. After a first welcome, refusals are logged
  * and retried with backoff (an admin may fix things on the hub meanwhile).
  */
-import { ClientWsChannel } from "../../link/ws.ts";
 import { Mux } from "../../link/mux.ts";
 import { Redialer } from "../../link/redial.ts";
 import { PythondError } from "../../protocol/errors.ts";
@@ -59,9 +58,8 @@ export class NodeAgent {
       }
       throw e;
     }
-    const { ws, welcome } = dialed;
-    const ch = ClientWsChannel.wrap(ws);
-    const mux = new Mux(ch, { onText: (t) => mux.close(t) });
+    const { channel, welcome } = dialed;
+    const mux = new Mux(channel, { onText: (t) => mux.close(t) });
     this.server.bind(mux, welcome.hub_instance);
     const periodMs = welcome.heartbeat * 1000;
     if (this.watchdog) clearInterval(this.watchdog);

@@ -1,20 +1,21 @@
 /**
  * One dial from a node to its hub: TLS with the hub checked against the fingerprint the node was
  * given (never the system CA store), the node's own certificate presented (mTLS), the challenge,
- * the one hello, and the hub's answer. Returns the open WebSocket after `welcome`; the caller puts
+ * the one hello, and the hub's answer. Returns the open channel after `welcome`; the caller puts
  * the multiplexer on it.
  *
- * Checking a hub by fingerprint: Bun verifies a server only against a `ca` it is given, and
- * calls checkServerIdentity only when that chain verifies (BUN-NOTES). With a fingerprint alone
- * there is no certificate to give: so the first time, one handshake that verifies nothing fetches
- * the hub's certificate, its fingerprint is compared with the expected one (a clear error naming
- * both when they differ), and that certificate is kept (~/.pythond/node/hub.pem) and used as the
- * only trust anchor of every link, where checkServerIdentity compares the fingerprint again.
+ * Checking a hub by fingerprint: the first time, one handshake that verifies nothing fetches the
+ * hub's certificate, its fingerprint is compared with the expected one (a clear error naming both
+ * when they differ), and that certificate is kept (~/.pythond/node/hub.pem, or given with --pin).
+ * Every link then compares the certificate the hub presents with it exactly (src/link/ws-connect.ts:
+ * our own WebSocket client on Bun.connect, for the speed of bulk transfers), never a CA store.
  */
 import { readFileSync } from "node:fs";
 import { arch, hostname, platform } from "node:os";
 import { PythondError } from "../../protocol/errors.ts";
-import { NODE_PROTOCOL, NODE_SUBPROTOCOL, type HubAnswer, type NodeHello } from "../../protocol/fleet.ts";
+import { connectFailure, connectWebSocket, type WsConnectOptions } from "../../link/ws-connect.ts";
+import type { SocketWsChannel } from "../../link/ws-socket.ts";
+import { NODE_LINK_MAX_MESSAGE, NODE_PROTOCOL, NODE_SUBPROTOCOL, type HubAnswer, type NodeHello } from "../../protocol/fleet.ts";
 import { VERSION } from "../../protocol/version.ts";
 import { fingerprintOfPem, normaliseFingerprint } from "../../tls/pem.ts";
 import { derToPem } from "../../tls/pem.ts";
@@ -73,17 +74,12 @@ export function fetchHubCertificate(url: HubUrl, timeoutMs: number): Promise<str
         data() {},
         close: () => finish(new PythondError("daemon_unreachable", `${url.where} closed the connection during the TLS handshake`)),
         error: (_s, e) => finish(new PythondError("daemon_unreachable", `cannot reach the hub at ${url.where}: ${e.message}`)),
-        connectError: (_s, e) => finish(connectError(url, e)),
+        connectError: (_s, e) => finish(connectFailure(`the hub at ${url.where}`, e)),
       },
-    }).catch((e) => finish(connectError(url, e as Error)));
+    }).catch((e) => finish(connectFailure(`the hub at ${url.where}`, e as Error)));
   });
 }
 
-function connectError(url: HubUrl, e: Error): PythondError {
-  const code = (e as NodeJS.ErrnoException).code ?? "";
-  if (code === "ECONNREFUSED" || /refused/i.test(e.message)) return new PythondError("daemon_unreachable", `connection refused by the hub at ${url.where}`);
-  return new PythondError("daemon_unreachable", `cannot reach the hub at ${url.where}: ${e.message || code}`);
-}
 
 export function mismatchMessage(url: HubUrl, expected: string, got: string): string {
   return (
@@ -127,52 +123,54 @@ export function readPinFile(path: string): string {
 export { normaliseFingerprint };
 
 /**
- * Dials once: connect, challenge, hello, answer. Resolves with the open WebSocket and the welcome;
+ * Dials once: connect, challenge, hello, answer. Resolves with the open channel and the welcome;
  * rejects with HubRefusal (refused / retry) or a PythondError saying what went wrong.
  */
-export async function dialHub(o: DialOptions): Promise<{ ws: WebSocket; welcome: HubAnswer & { t: "welcome" } }> {
+export async function dialHub(o: DialOptions): Promise<{ channel: SocketWsChannel; welcome: HubAnswer & { t: "welcome" } }> {
   const timeoutMs = o.timeoutMs ?? 10_000;
-  let tls: Record<string, unknown> | undefined;
-  let seen: string | undefined;
+  const deadline = Date.now() + timeoutMs;
+  let tls: WsConnectOptions["tls"];
   if (o.url.tls) {
-    const hubPem = await hubCertificate(o);
-    const want = fingerprintOfPem(hubPem);
+    const want = fingerprintOfPem(await hubCertificate(o));
     tls = {
-      ca: [hubPem],
       cert: o.key.certPem,
       key: o.key.keyPem,
-      checkServerIdentity: (_h: string, cert: { raw?: Uint8Array }) => {
-        seen = cert.raw ? fingerprintOfPem(new Uint8Array(cert.raw)) : undefined;
-        return seen === want ? undefined : new Error("hub certificate mismatch");
-      },
+      checkPeer: (fp) => (fp === want ? undefined : new PythondError("auth_failed", mismatchMessage(o.url, want, fp))),
     };
   }
-  const ws = new WebSocket(o.url.href, { protocols: [NODE_SUBPROTOCOL], tls } as unknown as string[]);
-  ws.binaryType = "uint8array" as BinaryType;
+  const channel = await connectWebSocket({
+    host: o.url.host,
+    port: o.url.port,
+    path: o.url.path,
+    protocol: NODE_SUBPROTOCOL,
+    name: `the hub at ${o.url.where}`,
+    timeoutMs: Math.max(1, deadline - Date.now()),
+    maxMessage: NODE_LINK_MAX_MESSAGE,
+    tls,
+  }).catch((e: PythondError) => {
+    if (e.code === "timeout") throw new PythondError("timeout", `timed out after ${timeoutMs / 1000}s waiting for the hub at ${o.url.where} (the connection)`);
+    throw e;
+  });
   const texts: string[] = [];
   let wake: (() => void) | undefined;
-  let closed: { code: number; reason: string } | undefined;
-  ws.onmessage = (ev) => {
-    if (typeof ev.data === "string") texts.push(ev.data);
+  let closed: string | undefined;
+  let handedOver = false;
+  channel.onMessage((m) => {
+    if (typeof m === "string") texts.push(m);
     wake?.();
-  };
-  ws.onclose = (ev) => {
-    closed = { code: ev.code, reason: ev.reason };
+  });
+  channel.onClose((reason) => {
+    if (handedOver) return;
+    closed = reason;
     wake?.();
-  };
-  let opened = false;
-  ws.onopen = () => {
-    opened = true;
-    wake?.();
-  };
-  const deadline = Date.now() + timeoutMs;
+  });
   const next = async (what: string): Promise<string> => {
     for (;;) {
       if (texts.length) return texts.shift()!;
-      if (closed) throw await dialError(o, closed, opened, seen, what);
+      if (closed !== undefined) throw new PythondError("daemon_unreachable", `the hub at ${o.url.where} closed the link before ${what} (${closed})`);
       const left = deadline - Date.now();
       if (left <= 0) {
-        ws.close();
+        channel.close();
         throw new PythondError("timeout", `timed out after ${timeoutMs / 1000}s waiting for the hub at ${o.url.where} (${what})`);
       }
       await new Promise<void>((r) => {
@@ -187,7 +185,7 @@ export async function dialHub(o: DialOptions): Promise<{ ws: WebSocket; welcome:
   };
   const challenge = JSON.parse(await next("its challenge")) as { t: string; nonce?: string };
   if (challenge.t !== "challenge" || typeof challenge.nonce !== "string") {
-    ws.close();
+    channel.close();
     throw new PythondError("bad_frame", `the hub at ${o.url.where} did not start the node handshake (not a pythond hub?)`);
   }
   const hello: NodeHello = {
@@ -207,28 +205,14 @@ export async function dialHub(o: DialOptions): Promise<{ ws: WebSocket; welcome:
     hello.cert = o.key.certPem;
     hello.sig = await signNonce(o.key.keyPem, challenge.nonce, o.id);
   }
-  ws.send(JSON.stringify(hello));
+  channel.send(JSON.stringify(hello));
   const answer = JSON.parse(await next("its answer to the hello")) as HubAnswer;
   if (answer.t === "welcome") {
-    ws.onmessage = null;
-    ws.onclose = null;
-    ws.onopen = null;
-    return { ws, welcome: answer };
+    handedOver = true;
+    return { channel, welcome: answer };
   }
-  ws.close();
+  channel.close();
   if (answer.t === "retry") throw new HubRefusal(answer, `the hub at ${o.url.where} is busy; coming back in ${(answer.after_ms / 1000).toFixed(1)}s`);
   if (answer.t === "refused") throw new HubRefusal(answer, `the hub at ${o.url.where} refused node '${o.id}': ${answer.message}`);
   throw new PythondError("bad_frame", `unexpected answer from the hub at ${o.url.where}`);
-}
-
-async function dialError(o: DialOptions, closed: { code: number; reason: string }, opened: boolean, seen: string | undefined, what: string): Promise<PythondError> {
-  if (opened) return new PythondError("daemon_unreachable", `the hub at ${o.url.where} closed the link before ${what} (${closed.reason || `code ${closed.code}`})`);
-  if (o.url.tls && seen && o.fingerprint && seen !== o.fingerprint) return new PythondError("auth_failed", mismatchMessage(o.url, o.fingerprint, seen));
-  if (o.url.tls && o.fingerprint) {
-    // The chain did not verify, so checkServerIdentity never ran: look at what the hub presents now.
-    const pem = await fetchHubCertificate(o.url, 3000).catch(() => null);
-    if (pem && fingerprintOfPem(pem) !== o.fingerprint) return new PythondError("auth_failed", mismatchMessage(o.url, o.fingerprint, fingerprintOfPem(pem)));
-    if (!pem) return new PythondError("daemon_unreachable", `cannot reach the hub at ${o.url.where} (connection refused or no TLS there)`);
-  }
-  return new PythondError("daemon_unreachable", `cannot connect to the hub at ${o.url.where}: ${closed.reason || `connection closed (code ${closed.code})`}`);
 }
