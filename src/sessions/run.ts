@@ -11,6 +11,7 @@
  * A client that goes away mid-run does not stop the cell: its output is acknowledged and
  * dropped here, and stays retrievable from the worker by cell id.
  */
+import { garbage } from "../link/garbage.ts";
 import { PythondError } from "../protocol/errors.ts";
 import { cellReply, executionFailed, OK } from "../protocol/replies.ts";
 import type { WorkerHeader } from "../protocol/worker.ts";
@@ -24,8 +25,6 @@ const HIGH_WATER = 1 << 20;
  * never sent (the window belongs to the cell, and ends with it).
  */
 const ACK_BATCH = 256 << 10;
-const GC_EVERY = 16 << 20;
-let sinceGc = 0;
 const dec = new TextDecoder();
 
 export function formatEnd(h: WorkerHeader): { ok: boolean; error: string } {
@@ -65,11 +64,7 @@ export function runCell(
         // ~100 MB of garbage before a collection. A synchronous collection every 16 MB keeps RSS
         // growth at 20-25 MB for 100 MB; asynchronous ones (Bun.gc(false)) every 8 MB let it
         // reach 25-40 MB depending on how busy the machine is (bench/output.ts, same build).
-        sinceGc += data.length;
-        if (sinceGc >= GC_EVERY) {
-          sinceGc = 0;
-          Bun.gc(true);
-        }
+        garbage(data.length, 16 << 20);
         if (!conn.open) return ack(cellId, data.length);
         if (legacy) {
           chunks.push(data);

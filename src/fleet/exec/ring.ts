@@ -7,19 +7,14 @@
  * sequence number of its arrival across both streams, so a reader can merge stdout and stderr back
  * in the order they were read.
  */
+import { garbage } from "../../link/garbage.ts";
+
 export interface RingChunk {
   seq: number;
   offset: number;
   data: Uint8Array;
 }
 
-/**
- * Pipe reads are fresh buffers and JSC collects them lazily: 200 MB through a node grew its RSS by
- * up to ~165 MB on a loaded machine before a collection. A synchronous collection every GC_EVERY
- * bytes produced by any job (as the hub's relay and the run path do) keeps the node's RSS flat.
- */
-const GC_EVERY = 64 << 20;
-let sinceGc = 0;
 
 export class OutputRing {
   private chunks: RingChunk[] = [];
@@ -36,11 +31,7 @@ export class OutputRing {
     if (data.length === 0) return;
     this.chunks.push({ seq, offset: this.end, data });
     this.end += data.length;
-    sinceGc += data.length;
-    if (sinceGc >= GC_EVERY) {
-      sinceGc = 0;
-      Bun.gc(true);
-    }
+    garbage(data.length); // pipe reads are fresh buffers (src/link/garbage.ts)
     // Drop whole chunks from the front while the rest still covers `keep` bytes.
     while (this.head < this.chunks.length - 1) {
       const c = this.chunks[this.head]!;

@@ -13,6 +13,7 @@ import { chmod, lstat, mkdir, open, rename, rm, stat, symlink, unlink, type File
 import { basename, dirname, join } from "node:path";
 import { createHash, randomBytes } from "node:crypto";
 import type { Stats } from "node:fs";
+import { garbage } from "../../link/garbage.ts";
 import { recycle } from "../../link/recycle.ts";
 import { PythondError } from "../../protocol/errors.ts";
 import type { Duplex } from "../duplex.ts";
@@ -102,23 +103,15 @@ export async function receiveTree(io: Duplex, dest: string, opts: ReceiveOptions
 }
 
 /**
- * Each message from Bun's WebSocket client (a node's link, pysh's) is a fresh 1 MiB buffer and JSC
- * collects them lazily: a 1 GiB put grew a node's RSS by ~80 MB before a collection. A synchronous
- * collection every GC_EVERY bytes received (as the hub does for what it relays,
- * src/fleet/io/hub-io.ts) keeps it flat whatever the size. The hub's own link code hands out
- * recycled arrays instead (src/link/recycle.ts): those are given back, not collected.
+ * A chunk done with: given back when it came from src/link/recycle.ts (a node link's framing),
+ * else counted as garbage (a message from Bun's WebSocket client, pysh's: a fresh 1 MiB buffer;
+ * a 1 GiB put grew RSS by ~80 MB before a collection: src/link/garbage.ts).
  */
-const GC_EVERY = 64 << 20;
-let sinceGc = 0;
 
 function received(d: Uint8Array, done: boolean): void {
   // an array taken back for the next message (the hub's own link: src/link/recycle.ts) is no garbage
   if (done && recycle(d)) return;
-  sinceGc += d.length;
-  if (sinceGc >= GC_EVERY) {
-    sinceGc = 0;
-    Bun.gc(true);
-  }
+  garbage(d.length);
 }
 
 /** setuid/setgid are not carried over (as cp without -p: the owner is not the same). */

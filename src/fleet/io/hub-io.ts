@@ -12,23 +12,13 @@ import { PythondError } from "../../protocol/errors.ts";
 import { IO_KINDS, type IoSpec } from "../../protocol/fleet-io.ts";
 import { errReply, okReply } from "../../protocol/replies.ts";
 import type { FleetHub } from "../hub/hub.ts";
+import { garbage } from "../../link/garbage.ts";
 import { openPipe } from "./mux-pipe.ts";
 
 export const IO_OK = okReply("io");
-/**
- * Units are fresh buffers and JSC collects them lazily: a 1 GiB copy through the hub left ~60 MB
- * of garbage before a collection. A synchronous collection every GC_EVERY bytes relayed (as the
- * run path does, src/sessions/run.ts) keeps the hub's RSS flat whatever goes through it.
- */
-const GC_EVERY = 64 << 20;
-let sinceGc = 0;
-
+/** Units relayed are fresh buffers: counted as garbage (src/link/garbage.ts; a 1 GiB copy through the hub left ~60 MB). */
 export function relayed(n: number): void {
-  sinceGc += n;
-  if (sinceGc >= GC_EVERY) {
-    sinceGc = 0;
-    Bun.gc(true);
-  }
+  garbage(n);
 }
 
 export function parseSpec(body: string): IoSpec {
