@@ -13,8 +13,9 @@
  *   close(reason?)    closes; onClose runs (once) with this reason
  *   open              false once closed
  *
- * Adapters: ws.ts (a WebSocket accepted by Bun.serve, a client WebSocket), unix.ts (the worker's
- * Unix stream, split into frames), and memoryPair() below for unit tests: no process, no socket.
+ * Adapters: ws.ts (a WebSocket accepted by Bun.serve, a client WebSocket), ws-socket.ts (our own
+ * WebSocket framing on a Bun socket: both ends of a node link), unix.ts (the worker's Unix stream,
+ * split into frames), and memoryPair() below for unit tests: no process, no socket.
  */
 
 export type Message = string | Uint8Array;

@@ -80,7 +80,6 @@ export function fetchHubCertificate(url: HubUrl, timeoutMs: number): Promise<str
   });
 }
 
-
 export function mismatchMessage(url: HubUrl, expected: string, got: string): string {
   return (
     `hub certificate mismatch for ${url.where}: it presents ${got}, expected ${expected} -- ` +
