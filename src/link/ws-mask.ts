@@ -9,14 +9,14 @@
  *                                         masked there in place (ws-socket.ts)
  *
  * The XOR runs in a WebAssembly function with 128-bit SIMD (ws-mask.wat, 265 bytes, compiled in
- * here): 1 GiB copied in and out and masked in ~0.09 s, against 0.27-0.42 s for the JavaScript
- * word loop below (which depends on the source's alignment), measured on this machine; the loop
- * stays as the fallback where WebAssembly SIMD is missing.
+ * here): 1 GiB copied into WebAssembly memory, masked and copied out in 0.08-0.09 s at any source
+ * alignment, with or without the daemons' memcpy setting (src/daemon/memcpy-tune.ts), against
+ * 0.27-0.42 s for the JavaScript word loop below; measured on this machine (AMD EPYC). The loop
+ * stays as the fallback where WebAssembly SIMD is missing (or PYTHOND_WS_MASK_WASM=0).
  *
- * Why the JavaScript loop reads words and shifts rather than copying and XORing in place: this
- * machine's memcpy is ~15x slower when the source and the destination are not equally aligned
- * (glibc's `rep movsb` path, pieces under ~512 KiB; measured 0.5 s per GiB against 0.03), and a
- * payload lands in the socket's chunks at any offset.
+ * Why the JavaScript loop reads words and shifts rather than copying and XORing in place: glibc's
+ * memcpy on AMD is many times slower for unequally aligned pieces under ~512 KiB (its `rep movsb`
+ * path), and a payload lands in the socket's chunks at any offset.
  */
 
 const LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
