@@ -57,7 +57,8 @@ async function tlsCopy(certDir: string, file: string, tuned: boolean): Promise<{
  * has been up a while. Measured here (a VM whose host takes back guest memory left unused: a balloon
  * with free page reporting, DAMON pageout in the guest): the first touch of such memory costs the
  * writer up to 2.5 CPU s per GiB against 0.45 for memory used lately, whoever writes it; the plain
- * TLS copy writes nothing and never pays it. The first transfers, without it, are shown too.
+ * TLS copy writes nothing and never pays it. The first transfers, without it, are shown too. It
+ * helps only in part: freed memory goes back to the host within seconds, a transfer takes more.
  */
 async function warmPageCache(dir: string, size: number, env: Record<string, string>): Promise<void> {
   const scratch = join(dir, "warm-up");
