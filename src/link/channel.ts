@@ -6,7 +6,7 @@
  *   send(data)        text (string) or binary (Uint8Array) message; never throws: after close it
  *                     is dropped (the close handler has said, or will say, why)
  *   onMessage(cb)     the one receiver of incoming messages, in order (what arrived before it
- *                     was set is kept and handed to it first)
+ *                     was set is kept and handed to it first, a microtask later)
  *   onDrain(cb)       called when buffered() has gone down after a send could not leave at once
  *   onClose(cb)       called once, with a reason, whichever side closed
  *   buffered()        bytes accepted by send() and not yet handed to the operating system
@@ -49,11 +49,26 @@ export abstract class BaseChannel implements Channel {
     return this.closedWith === undefined;
   }
 
+  /**
+   * What arrived before is handed over a microtask later, in order (what arrives meanwhile queues
+   * behind it): as a socket's events come after the code that set the reader up, so a reader
+   * finishes wiring itself (a Mux gets its frame handler) before its first message.
+   */
   onMessage(cb: (data: Message) => void): void {
     this.receive = cb;
-    const early = this.early;
-    this.early = [];
-    for (const m of early) cb(m);
+    if (this.early.length === 0 || this.handing) return;
+    this.handing = true;
+    queueMicrotask(() => this.handOver());
+  }
+
+  /** Early messages are being handed to the reader: new ones queue behind them. */
+  private handing = false;
+
+  /** Hands the kept messages to the reader (before a close, which comes after them, as on a socket). */
+  private handOver(): void {
+    if (!this.handing) return;
+    this.handing = false;
+    while (this.early.length > 0 && this.receive) this.receive(this.early.shift()!);
   }
 
   onDrain(cb: () => void): void {
@@ -74,6 +89,7 @@ export abstract class BaseChannel implements Channel {
   /** The transport is gone (either side): runs the close handlers once. */
   closed(reason: string): void {
     if (this.closedWith !== undefined) return;
+    this.handOver();
     this.closedWith = reason;
     const cbs = this.closeCbs;
     this.closeCbs = [];
@@ -86,10 +102,18 @@ export abstract class BaseChannel implements Channel {
     for (const cb of this.drainCbs) cb();
   }
 
+  /**
+   * From now on messages are kept, in order, for the next onMessage: a hand-over from one reader to
+   * another (a node's dial to its multiplexer), when the next message may come in the same read.
+   */
+  keepForNext(): void {
+    this.receive = undefined;
+  }
+
   /** A message arrived. */
   deliver(data: Message): void {
     if (this.closedWith !== undefined) return;
-    if (this.receive) this.receive(data);
+    if (this.receive && !this.handing) this.receive(data);
     else this.early.push(data);
   }
 }

@@ -285,6 +285,29 @@ describe("node (client) WebSocket frames", () => {
     expect(closes).toEqual(["1002 server frames must not be masked"]);
   });
 
+  test("a hand-over between readers keeps what came in the same read (a welcome and the frames after it)", async () => {
+    const hub = fakeSocket(() => 1 << 30);
+    const server = new RawWsChannel(hub.socket, 1 << 30);
+    server.send("challenge");
+    server.send("welcome");
+    server.send(new Uint8Array([1, 2, 3]));
+    server.send(new Uint8Array([4]));
+    const node = new SocketWsChannel(fakeSocket(() => 1 << 30).socket, 1 << 30, "client");
+    const texts: string[] = [];
+    node.onMessage((m) => {
+      if (typeof m !== "string") throw new Error("a binary message reached the dial's reader");
+      texts.push(m);
+      if (texts.length === 2) node.keepForNext();
+    });
+    node.feed(Buffer.concat(hub.wire)); // all four in one socket read
+    expect(texts).toEqual(["challenge", "welcome"]);
+    const later: number[][] = [];
+    node.onMessage((m) => later.push([...(m as Uint8Array)]));
+    expect(later).toEqual([]); // a microtask later: the new reader finishes its set-up first
+    await Promise.resolve();
+    expect(later).toEqual([[1, 2, 3], [4]]);
+  });
+
   test("close(reason) tells onClose the reason as given; a leading code is the one sent", () => {
     const { socket, wire } = fakeSocket(() => 1 << 30);
     const node = new SocketWsChannel(socket, 1000, "client");

@@ -154,8 +154,14 @@ export async function dialHub(o: DialOptions): Promise<{ channel: SocketWsChanne
   let wake: (() => void) | undefined;
   let closed: string | undefined;
   let handedOver = false;
+  let textsSeen = 0;
   channel.onMessage((m) => {
-    if (typeof m === "string") texts.push(m);
+    if (typeof m === "string") {
+      texts.push(m);
+      // The second text is the hub's answer. What follows is the multiplexer's, and may have come
+      // in the same socket read (a resumed stream's frames right after a welcome): kept for it.
+      if (++textsSeen === 2) channel.keepForNext();
+    }
     wake?.();
   });
   channel.onClose((reason) => {
