@@ -148,7 +148,7 @@ export class WsClient {
   closed?: { code: number; reason: string };
 
   private constructor(readonly ws: WebSocket) {
-    ws.binaryType = "uint8array" as BinaryType;
+    ws.binaryType = "uint8array" as WebSocket["binaryType"];
     ws.onmessage = (ev) => {
       const w = this.waiter;
       if (w) {

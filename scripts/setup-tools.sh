@@ -3,13 +3,14 @@
 # dash and busybox (the installer runs under both), shellcheck (the installer is checked),
 # systemd (systemd-analyze verify on generated units), file (a second opinion on binary formats),
 # qemu-user-static and libc6-arm64-cross (the linux-arm64 release build runs, emulated), iproute2
-# (ss: a test reads a link's sent bytes from the kernel).
+# (ss: a test reads a link's sent bytes from the kernel), tmux (drives `pysh attach` and
+# `pysh shell` in a real terminal), zsh and fish (the completion scripts run in them).
 # Installed with apt-get when missing and we are root; otherwise says what is missing: the tests
 # that need them then fail with that name, they are never skipped.
 set -u
 [ "$(uname -s)" = Linux ] || exit 0
 missing=""
-for pair in dash:dash busybox:busybox shellcheck:shellcheck systemd-analyze:systemd file:file qemu-aarch64-static:qemu-user-static ss:iproute2; do
+for pair in dash:dash busybox:busybox shellcheck:shellcheck systemd-analyze:systemd file:file qemu-aarch64-static:qemu-user-static ss:iproute2 tmux:tmux zsh:zsh fish:fish; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
 done
 # the linux-arm64 build runs under qemu-user with Debian's arm64 C library

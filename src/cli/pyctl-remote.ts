@@ -27,7 +27,7 @@ export function allValues(argv: readonly string[], name: string): string[] {
  */
 export function startRemoteOptions(
   argv: readonly string[],
-  flags: { tls?: boolean; "show-token"?: boolean; "token-file"?: string; "local-tcp"?: boolean },
+  flags: Readonly<Record<string, unknown>>,
 ): RemoteOptions | undefined {
   const listen = allValues(argv, "listen");
   const sans = allValues(argv, "san");
@@ -42,7 +42,7 @@ export function startRemoteOptions(
     listen,
     tls: flags.tls === true,
     showToken: flags["show-token"] === true,
-    tokenFile: flags["token-file"],
+    tokenFile: typeof flags["token-file"] === "string" ? flags["token-file"] : undefined,
     sans,
     localTcp,
   };

@@ -90,7 +90,9 @@ const status = defineCommand({
   },
 });
 
-type Lazy = CommandDef | (() => Promise<CommandDef>);
+/** Any citty command (its args type varies per command, as in citty's own SubCommandsDef). */
+type AnyCommand = CommandDef<any>;
+type Lazy = AnyCommand | (() => Promise<AnyCommand>);
 
 /** Every pyctl command that runs something (help/completion are handled in main). */
 export const SUBCOMMANDS: Record<string, Lazy> = {
@@ -109,7 +111,7 @@ export const SUBCOMMANDS: Record<string, Lazy> = {
   node: () => import("./pyctl-fleet.ts").then((m) => m.node),
 };
 
-const resolveDef = async (l: Lazy): Promise<CommandDef> => (typeof l === "function" ? await l() : l);
+const resolveDef = async (l: Lazy): Promise<AnyCommand> => (typeof l === "function" ? await l() : l);
 
 /** A spec from a citty definition, for a command not (yet) in the table. */
 export function specFromCitty(name: string, def: CommandDef): CmdSpec {

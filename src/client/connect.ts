@@ -28,7 +28,7 @@ export class Client {
     /** Rewrites the first text frame (a remote daemon's terse auth rejection) for people. */
     private explain?: (text: string) => string,
   ) {
-    ws.binaryType = "uint8array" as BinaryType;
+    ws.binaryType = "uint8array" as WebSocket["binaryType"];
     ws.onmessage = (ev) => {
       let m: Message = typeof ev.data === "string" ? { text: ev.data } : { binary: ev.data as Uint8Array };
       if (this.explain && "text" in m) m = { text: this.explain(m.text) };

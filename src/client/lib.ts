@@ -26,6 +26,7 @@ import { buildFrame } from "../protocol/frame.ts";
 import { OK, cellIdOf, isError } from "../protocol/replies.ts";
 import { socketPath } from "../paths.ts";
 import { Client, type Message } from "./connect.ts";
+import type { RemoteEndpoint } from "./remote.ts";
 import { ReplyErrorWithCode, classifyError, parseLs, type CellState, type SessionInfo, type SessionStatus } from "./replies.ts";
 import { FleetCalls } from "./fleet-client.ts";
 
@@ -86,7 +87,7 @@ function frameName(name: string): string {
 }
 
 export async function connect(opts: ConnectOptions = {}): Promise<PythondClient> {
-  let remote;
+  let remote: RemoteEndpoint | null | undefined;
   if (opts.host) {
     const r = await import("./remote.ts");
     const { host, port } = r.parseHostPort(opts.host, "host");

@@ -8,7 +8,6 @@
  */
 import { isError } from "../protocol/replies.ts";
 import { ERROR_CODES, PythondError, type ErrorCode } from "../protocol/errors.ts";
-import { isError } from "../protocol/replies.ts";
 
 const BY_MESSAGE: Array<[RegExp, ErrorCode]> = [
   [/^execution failed/, "execution_failed"],

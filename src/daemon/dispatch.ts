@@ -11,7 +11,7 @@
  * commands (ls, hello, stop, restart, connect, disconnect, detach, nodes, node-forget) are
  * answered here.
  */
-import { CLIENT_CALLERS, COMMANDS, toRequest, type CommandName, type Request } from "../protocol/commands.ts";
+import { CLIENT_CALLERS, specOf, toRequest, type CommandName, type Request } from "../protocol/commands.ts";
 import { PythondError } from "../protocol/errors.ts";
 import { parseFrame } from "../protocol/frame.ts";
 import { checkName } from "../protocol/names.ts";
@@ -157,7 +157,7 @@ export function parse(ctx: DaemonContext, text: string): ParsedFrame | null {
   try {
     p.req = twoNames(ctx, toRequest(frame));
     p.cmd = p.req.cmd;
-    p.session = p.req.args[0] && COMMANDS[p.req.cmd].target === "session" ? p.req.args[0] : session;
+    p.session = p.req.args[0] && specOf(p.req.cmd).target === "session" ? p.req.args[0] : session;
     // A plain `run <name>` of a local session may start while earlier ones for it still run.
     if (p.req.cmd === "run" && p.req.args.length === 1 && isEmpty(p.req.opts) && ctx.registry.has(p.session) && !viaSource(ctx, p.session)) {
       p.overlap = p.session;
@@ -173,7 +173,7 @@ function twoNames(ctx: DaemonContext, req: Request): Request {
   if (req.args.length < 2 || !TWO_NAME.has(req.cmd)) return req;
   const [via, session] = req.args as [string, string];
   if (via.includes("/") || !viaSource(ctx, via)) {
-    throw new PythondError("usage", `usage: ${COMMANDS[req.cmd].synopsis}`);
+    throw new PythondError("usage", `usage: ${specOf(req.cmd).synopsis}`);
   }
   return { ...req, args: [`${via}/${session}`] };
 }
@@ -210,7 +210,7 @@ export function resolveTarget(ctx: DaemonContext, name: string): Target {
 
 /** The caller check of every path. */
 export function checkCaller(cmd: CommandName, caller: ClientConn["caller"]): void {
-  const callers = COMMANDS[cmd].callers ?? CLIENT_CALLERS;
+  const callers = specOf(cmd).callers ?? CLIENT_CALLERS;
   if (callers.includes(caller)) return;
   if (callers.length === 1 && callers[0] === "local") throw new PythondError("not_local", `${cmd} is only accepted on the local socket`);
   throw new PythondError("not_local", `${cmd} is not accepted from a ${caller} caller`);
@@ -227,7 +227,7 @@ export async function handle(ctx: DaemonContext, conn: ClientConn, p: ParsedFram
     checkCaller(req.cmd, conn.caller);
     where = nodeField(ctx, req);
     ctx.log.write("command", { conn_id: conn.id, peer: conn.peer, cmd, session: loggable(p.session), body_bytes: p.bodyBytes, ...where });
-    const target = COMMANDS[req.cmd].target === "session" ? resolveTarget(ctx, req.args[0]!) : (undefined as unknown as Target);
+    const target = specOf(req.cmd).target === "session" ? resolveTarget(ctx, req.args[0]!) : (undefined as unknown as Target);
     status = await HANDLERS[req.cmd](ctx, conn, req, target);
   } catch (e) {
     const err = PythondError.from(e);
@@ -240,7 +240,7 @@ export async function handle(ctx: DaemonContext, conn: ClientConn, p: ParsedFram
 /** The node a command goes to (`node/session`, `ls node`), named in its access-log lines. */
 function nodeField(ctx: DaemonContext, req: Request): { node?: string } {
   if (!ctx.fleet) return {};
-  const name = req.cmd === "ls" || req.cmd === "io" ? req.args[0] : COMMANDS[req.cmd].target === "session" ? splitTargetName(req.args[0] ?? "").via : undefined;
+  const name = req.cmd === "ls" || req.cmd === "io" ? req.args[0] : specOf(req.cmd).target === "session" ? splitTargetName(req.args[0] ?? "").via : undefined;
   return name !== undefined && ctx.fleet.registry.has(name) ? { node: name } : {};
 }
 

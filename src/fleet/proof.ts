@@ -16,7 +16,7 @@ import { pemToDer } from "../tls/pem.ts";
 const ALG = { name: "ECDSA", namedCurve: "P-256" } as const;
 const SIG = { name: "ECDSA", hash: "SHA-256" } as const;
 
-function signedText(nonce: string, id: string): Uint8Array {
+function signedText(nonce: string, id: string): Uint8Array<ArrayBuffer> {
   return new TextEncoder().encode(`pythond node link proof v1\n${nonce}\n${id}\n`);
 }
 
@@ -30,7 +30,7 @@ export async function signNonce(keyPem: string, nonce: string, id: string): Prom
 }
 
 /** The SubjectPublicKeyInfo of a certificate (DER), or null when it is not X.509-shaped. */
-function spkiOf(der: Uint8Array): Uint8Array | null {
+function spkiOf(der: Uint8Array): Uint8Array<ArrayBuffer> | null {
   const parsed = asn1js.fromBER(der);
   if (parsed.offset === -1) return null;
   const tbs = (parsed.result as asn1js.Sequence).valueBlock?.value?.[0] as asn1js.Sequence | undefined;

@@ -157,7 +157,7 @@ export class ResumeCursor {
   private unsaidBytes = 0;
 
   /** A frame arrived: false when it is a replay of one already seen (drop it). */
-  accept(h: { seq?: unknown }): boolean {
+  accept(h: { readonly [key: string]: unknown; seq?: unknown }): boolean {
     const seq = Number(h.seq ?? 0);
     if (seq <= this.seq) return false;
     this.seq = seq;

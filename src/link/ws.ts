@@ -38,7 +38,7 @@ export class ClientWsChannel extends BaseChannel {
   /** Wraps an open WebSocket; takes over its onmessage/onclose. */
   static wrap(ws: WebSocket): ClientWsChannel {
     const ch = new ClientWsChannel(ws);
-    ws.binaryType = "uint8array" as BinaryType;
+    ws.binaryType = "uint8array" as WebSocket["binaryType"];
     ws.onmessage = (ev) => ch.deliver(typeof ev.data === "string" ? ev.data : (ev.data as Uint8Array));
     ws.onclose = (ev) => ch.closed(ev.reason || `connection closed (code ${ev.code})`);
     return ch;

@@ -97,6 +97,11 @@ export const COMMANDS = {
 
 export type CommandName = keyof typeof COMMANDS;
 
+/** A command's row, typed as the table's shape (a row may leave out `target`, `callers`...). */
+export function specOf(cmd: CommandName): CommandSpec {
+  return COMMANDS[cmd];
+}
+
 /** Attach frames: see replies.ts (kept importable from here). */
 export { ATTACH } from "./replies.ts";
 
@@ -109,8 +114,8 @@ export interface Request {
 
 /** Validates a parsed frame against the table: unknown command, usage, options. */
 export function toRequest(frame: Frame): Request {
-  const spec: CommandSpec | undefined = (COMMANDS as Record<string, CommandSpec>)[frame.cmd];
-  if (!spec || !Object.hasOwn(COMMANDS, frame.cmd)) throw new PythondError("unknown_command", `unknown: ${frame.cmd}`);
+  if (!Object.hasOwn(COMMANDS, frame.cmd)) throw new PythondError("unknown_command", `unknown: ${frame.cmd}`);
+  const spec = specOf(frame.cmd as CommandName);
   const args: string[] = [];
   const opts: Record<string, string | true> = {};
   const words = frame.args;

@@ -13,7 +13,7 @@ import { PythondError } from "../protocol/errors.ts";
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\s]*?)-----END \1-----/g;
 
 /** Every `-----BEGIN <label>-----` block of `text`, decoded. */
-export function pemBlocks(text: string): { label: string; der: Uint8Array }[] {
+export function pemBlocks(text: string): { label: string; der: Uint8Array<ArrayBuffer> }[] {
   return Array.from(text.matchAll(PEM_BLOCK), (m) => ({
     label: m[1]!,
     der: new Uint8Array(Buffer.from(m[2]!.replace(/\s+/g, ""), "base64")),
@@ -21,7 +21,7 @@ export function pemBlocks(text: string): { label: string; der: Uint8Array }[] {
 }
 
 /** DER bytes of the first block labelled `label` (default CERTIFICATE); throws tls_bad_cert. */
-export function pemToDer(pem: string, label = "CERTIFICATE"): Uint8Array {
+export function pemToDer(pem: string, label = "CERTIFICATE"): Uint8Array<ArrayBuffer> {
   const block = pemBlocks(pem).find((b) => b.label === label);
   if (!block || block.der.length === 0) throw new PythondError("tls_bad_cert", `no PEM ${label} block found`);
   return block.der;

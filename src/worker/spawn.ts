@@ -39,7 +39,7 @@ export function workerPaths(runtime: string, name: string): { sock: string; reco
   return { sock, record: join(dir, `${name}.json`) };
 }
 
-export function describeExit(code: number | null, signal: string | null): string {
+export function describeExit(code: number | null, signal: string | number | null): string {
   if (signal) return `killed by ${signal}`;
   return `exited with code ${code}`;
 }

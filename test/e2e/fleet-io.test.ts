@@ -31,7 +31,7 @@ async function pysh(args: string[], stdin?: Uint8Array | string, o: { cwd?: stri
   const p = Bun.spawn(o.argv ?? [PYSH, ...args], {
     env: { ...hub.d.e.env, ...o.env },
     cwd: o.cwd ?? hub.d.e.dir,
-    stdin: stdin === undefined ? "ignore" : new Blob([stdin as BlobPart]),
+    stdin: stdin === undefined ? "ignore" : new Blob([stdin]),
     stdout: "pipe",
     stderr: "pipe",
   });

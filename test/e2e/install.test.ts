@@ -168,7 +168,8 @@ describe("install.sh", () => {
     copyFileSync(join(RELEASE, "SHA256SUMS"), join(bad, "SHA256SUMS"));
     for (const f of [LINUX, `${LINUX}.tar.gz`]) {
       const bytes = readFileSync(join(RELEASE, f));
-      bytes[bytes.length >> 1] ^= 0x01; // one bit in the middle
+      const mid = bytes.length >> 1;
+      bytes[mid] = bytes[mid]! ^ 0x01; // one bit in the middle
       writeFileSync(join(bad, f), bytes);
     }
     const prefix = join(tmp, "p-bad");

@@ -80,7 +80,7 @@ describe("a daemon that is starting", () => {
       // Stand in for the socket until pysh has tried it once (proof it came while nobody served).
       let tried!: () => void;
       const triedOnce = new Promise<void>((r) => (tried = r));
-      const stand = Bun.listen({ unix: d.e.sock, socket: { open: (s) => (tried(), s.end()), data() {} } });
+      const stand = Bun.listen({ unix: d.e.sock, socket: { open: (s) => void (tried(), s.end()), data() {} } });
       const run = exec([PYSH, "run", "work", "x + 1"], d.e);
       await triedOnce;
       stand.stop(true);

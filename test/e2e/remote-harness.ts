@@ -78,7 +78,7 @@ export async function rawTls(
     protocols: opts.protocols ?? ["pythond.1"],
     tls,
   } as unknown as string[]);
-  ws.binaryType = "uint8array" as BinaryType;
+  ws.binaryType = "uint8array" as WebSocket["binaryType"];
   const inbox: Array<string | Uint8Array> = [];
   const waiters: Array<(m: string | Uint8Array) => void> = [];
   let resolveClosed!: (c: { code: number; reason: string }) => void;

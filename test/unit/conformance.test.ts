@@ -131,7 +131,7 @@ describe("the worker protocol", () => {
     expect(table(py("ops.py"), "CORE_HANDLERS")).toEqual([...CORE_OPS].sort());
     expect(table(py("terminal.py"), "HANDLERS")).toEqual([...TERMINAL_OPS].sort());
     expect(WORKER_FRAMES).toContain("reply");
-    expect([...WORKER_OPS].sort()).toEqual(["hello", ...CORE_OPS, ...TERMINAL_OPS].sort());
+    expect<string[]>([...WORKER_OPS].sort()).toEqual(["hello", ...CORE_OPS, ...TERMINAL_OPS].sort());
     expect(py("ops.py")).not.toContain("HANDLERS.update");
     expect(py("terminal.py")).not.toContain("handlers.update");
   });

@@ -78,7 +78,7 @@ describe("node io: sh and job", () => {
       for (let i = 0; i < 5; i++) yield new Uint8Array(1_000_000).fill(65 + i);
     }
     const r = await runSh(l.open({ kind: "sh", command: "wc -c", stdin: true }), { ...c.sinks, stdin: input() });
-    expect(c.text()[0].trim()).toBe("5000000");
+    expect(c.text()[0]?.trim()).toBe("5000000");
     expect(r.result.exit).toBe(0);
   });
 

@@ -15,7 +15,7 @@ import { ClientWsChannel, ServerWsChannel } from "../../src/link/ws.ts";
 type Data = { ch?: ServerWsChannel<Data> };
 const dir = mkdtempSync(join(tmpdir(), "pythond-ws-"));
 const sock = join(dir, "s");
-let server: Server;
+let server: Server<unknown>;
 /** Called with the reason when a server-side channel closes. */
 let onServerClose: (reason: string) => void = () => {};
 

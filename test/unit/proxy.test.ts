@@ -27,7 +27,7 @@ async function turns(n = 50): Promise<void> {
 }
 
 /** A with proxy `srv` to B (sessions srv and work there); the links dialed so far. */
-async function pair(): Promise<{ links: MemoryChannel[]; workers: Record<string, FakeWorker> }> {
+async function pair(): Promise<{ links: MemoryChannel[]; workers: { srv: FakeWorker; work: FakeWorker } }> {
   a = new Core();
   b = new Core();
   const workers = { srv: await b.session("srv"), work: await b.session("work") };

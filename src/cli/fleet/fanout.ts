@@ -56,7 +56,7 @@ export async function fanoutMain(spec: Extract<IoSpec, { kind: "sh" }>, opts: Re
     return p;
   };
   const emit = (n: NodeOut, i: number, fd: 1 | 2, chunk: Uint8Array, flush = false) => {
-    const k = fd - 1;
+    const k = (fd - 1) as 0 | 1;
     const write = fd === 1 ? stdout : stderr;
     let start = 0;
     for (let j = 0; j < chunk.length; j++) {
@@ -72,7 +72,7 @@ export async function fanoutMain(spec: Extract<IoSpec, { kind: "sh" }>, opts: Re
     }
   };
   const keep = (n: NodeOut, fd: 1 | 2, chunk: Uint8Array) => {
-    const k = fd - 1;
+    const k = (fd - 1) as 0 | 1;
     n.total[k] += chunk.length;
     if (n.keptBytes[k] < CUT) {
       const take = chunk.subarray(0, CUT - n.keptBytes[k]);
