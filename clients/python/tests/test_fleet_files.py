@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from pythond import RemoteFileError, UsageError
-from pythond._files import part_name
+from pythond._files_receive import part_name
 
 
 def sha(path):

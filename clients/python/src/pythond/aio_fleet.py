@@ -13,7 +13,8 @@ from typing import (TYPE_CHECKING, Any, AsyncIterator, Callable, Dict, List, Opt
 from websockets.exceptions import ConnectionClosed
 
 from . import _fleet as F
-from . import _files as FS
+from ._files_receive import receive_tree
+from ._files_send import send_tree
 from . import _ops as O
 from . import _proto as P
 from .errors import CodedReply, NodeLost, NodeOffline, NoSuchNode, PythondError, Timeout, UsageError, from_reply
@@ -386,12 +387,12 @@ class AsyncFleetMixin(object):
     async def put(self, node: str, local: Any, remote: str, recursive: bool = False, resume: bool = True,
                   progress: Optional[Callable[[str, int, Optional[int]], None]] = None) -> Dict[str, Any]:
         t = await self._tunnel(node, {"kind": "put", "dest": remote, "resume": bool(resume)})
-        return dict(await adrive(t, FS.send_tree(local, recursive, progress)))
+        return dict(await adrive(t, send_tree(local, recursive, progress)))
 
     async def get(self, node: str, remote: str, local: Any, recursive: bool = False, resume: bool = True,
                   progress: Optional[Callable[[str, int, Optional[int]], None]] = None) -> Dict[str, Any]:
         t = await self._tunnel(node, {"kind": "get", "src": remote, "recursive": bool(recursive)})
-        return dict(await adrive(t, FS.receive_tree(local, resume, progress)))
+        return dict(await adrive(t, receive_tree(local, resume, progress)))
 
     async def read_file(self, node: str, remote: str) -> bytes:
         import io

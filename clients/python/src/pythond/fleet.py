@@ -14,7 +14,8 @@ from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List
 from websockets.exceptions import ConnectionClosed
 
 from . import _fleet as F
-from . import _files as FS
+from ._files_receive import receive_tree
+from ._files_send import send_tree
 from . import _ops as O
 from . import _proto as P
 from ._tunnel import Tunnel, drive, open_tunnel, steps
@@ -314,14 +315,14 @@ class FleetMixin(object):
         the source's name, as cp). SHA-256 checked, renamed into place, modes kept; an interrupted
         copy resumes from its part file. Returns {target, files, bytes, resumed}."""
         t = self._tunnel(node, {"kind": "put", "dest": remote, "resume": bool(resume)})
-        return dict(drive(t, FS.send_tree(local, recursive, progress)))
+        return dict(drive(t, send_tree(local, recursive, progress)))
 
     def get(self, node: str, remote: str, local: Any, recursive: bool = False, resume: bool = True,
             progress: Optional[Callable[[str, int, Optional[int]], None]] = None) -> Dict[str, Any]:
         """Copies ``remote`` from the node to ``local`` (a path, or a writable binary file for one
         file), as :meth:`put` does the other way. Returns {target, files, bytes, resumed, resumed_files}."""
         t = self._tunnel(node, {"kind": "get", "src": remote, "recursive": bool(recursive)})
-        return dict(drive(t, FS.receive_tree(local, resume, progress)))
+        return dict(drive(t, receive_tree(local, resume, progress)))
 
     def read_file(self, node: str, remote: str) -> bytes:
         """A file of the node, in memory (for small files; use :meth:`get` for big ones)."""
