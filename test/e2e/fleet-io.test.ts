@@ -397,6 +397,68 @@ describe("shell", () => {
     b.terminal!.write("exit 7\r");
     expect(await b.exited).toBe(7);
   });
+
+  test("--linger S: a shell nobody watches is hung up that long after its last viewer left, and leaves the list", async () => {
+    let screen = "";
+    const a = Bun.spawn([PYSH, "shell", "n1", "--linger", "1"], {
+      env: { ...hub.d.e.env, SHELL: "/bin/sh" },
+      terminal: { cols: 80, rows: 24, data: (_t, d) => void (screen += Buffer.from(d).toString()) },
+    });
+    await until(() => screen.includes("Ctrl-] detaches"), "the shell's banner");
+    a.terminal!.write("\x1d");
+    expect(await a.exited).toBe(0);
+    await until(() => /detached from shell (\S+) on 'n1'/.test(screen), "the detach message");
+    const id = /detached from shell (\S+) on 'n1'/.exec(screen)![1]!;
+    expect((await pysh(["shell", "n1", "--list"])).stdout).toContain(id);
+    await until(async () => !(await pysh(["shell", "n1", "--list"])).stdout.includes(id), "the lingering shell to end", 15_000);
+    const attach = await onTerminal(["shell", "n1", "--attach", id]);
+    expect(attach.code).not.toBe(0);
+    expect(attach.screen).toBe(`ERR no shell '${id}' (none running)\r\n`);
+    const bad = await onTerminal(["shell", "n1", "--linger", "0"]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.screen).toBe("ERR --linger takes a number of seconds > 0 (got 0)\r\n");
+  });
+});
+
+/** pysh on a real terminal (a PTY for stdin, stdout and stderr): what the user's screen gets, raw. */
+async function onTerminal(args: string[]): Promise<{ code: number; screen: string }> {
+  let screen = "";
+  let eof!: () => void;
+  const drained = new Promise<void>((r) => (eof = r));
+  const p = Bun.spawn([PYSH, ...args], {
+    env: hub.d.e.env,
+    cwd: hub.d.e.dir,
+    terminal: { cols: 120, rows: 30, data: (_t, d) => void (screen += Buffer.from(d).toString()), exit: () => eof() },
+  });
+  const code = await p.exited;
+  await drained; // the PTY read to its end: all pysh wrote is on the screen
+  p.terminal!.close();
+  return { code, screen };
+}
+
+describe("on a terminal", () => {
+  test("put and get draw a progress line (bytes, rate, ETA) on stderr and clear it at the end", async () => {
+    const src = join(hub.d.e.dir, "progress.bin");
+    writeFileSync(src, crypto.getRandomValues(new Uint8Array(3_000_000)));
+    for (const args of [["put", "n1", src, "progress.bin"], ["get", "n1", "progress.bin", join(hub.d.e.dir, "progress-back.bin")]]) {
+      const r = await onTerminal(args);
+      expect(r.code).toBe(0);
+      // the last redraw, then the line cleared, then what was done (on a terminal only)
+      expect(r.screen).toMatch(/\r\x1b\[K\S*progress(-back)?\.bin 100% 3\.0 MB of 3\.0 MB \d+ [kMG]?B\/s ETA 0s\r\x1b\[Kpysh: (put|get) \S+ -> \S+ \(1 file, 3\.0 MB, SHA-256 verified\)\r\n$/);
+    }
+    expect(readFileSync(join(hub.d.e.dir, "progress-back.bin")).equals(readFileSync(src))).toBe(true);
+  });
+
+  test("fan-out: each node's prefix in its own colour, and a summary table at the end", async () => {
+    const r = await onTerminal(["sh", "-l", "grp=a", "--", "echo on-$(basename $HOME)"]);
+    expect(r.code).toBe(0);
+    const prefix = /\x1b\[(\d+)m(n[12]):\x1b\[0m on-/g;
+    const colours = new Map([...r.screen.matchAll(prefix)].map((m) => [m[2], m[1]]));
+    expect([...colours.keys()].sort()).toEqual(["n1", "n2"]);
+    expect(colours.get("n1")).not.toBe(colours.get("n2"));
+    expect(r.screen).toMatch(/\n {2}n1 +exited 0 {2}\d+\.\d\ds\r?\n/);
+    expect(r.screen).toMatch(/\n {2}n2 +exited 0 {2}\d+\.\d\ds\r?\n/);
+  });
 });
 
 describe("forward", () => {
