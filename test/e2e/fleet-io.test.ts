@@ -418,6 +418,33 @@ describe("shell", () => {
     expect(bad.code).not.toBe(0);
     expect(bad.screen).toBe("ERR --linger takes a number of seconds > 0 (got 0)\r\n");
   });
+
+  test("--read-only: a second viewer sees what the first types, and its own keys reach nothing", async () => {
+    const screens = { a: "", b: "" };
+    const open = (who: "a" | "b", args: string[]) =>
+      Bun.spawn([PYSH, "shell", "n1", ...args], {
+        env: { ...hub.d.e.env, SHELL: "/bin/sh" },
+        terminal: { cols: 80, rows: 24, data: (_t, d) => void (screens[who] += Buffer.from(d).toString()) },
+      });
+    const a = open("a", []);
+    await until(() => screens.a.includes("Ctrl-] detaches"), "the shell's banner");
+    a.terminal!.write("echo ready-$((1+1))\r");
+    await until(() => screens.a.includes("ready-2"), "the first command");
+    const list = JSON.parse((await pysh(["shell", "n1", "--list", "--json"])).stdout) as { id: string }[];
+    const id = list.at(-1)!.id;
+    const b = open("b", ["--attach", id, "--read-only"]);
+    await until(() => screens.b.includes("ready-2"), "the replayed screen on the read-only viewer");
+    expect(screens.b).toContain(`pysh: shell ${id} on 'n1' (read-only); Ctrl-] detaches`);
+    b.terminal!.write("echo typed-by-b\r");
+    a.terminal!.write("echo from-a-$((2+3))\r");
+    await until(() => screens.b.includes("from-a-5"), "the first viewer's command on the second");
+    expect(screens.a).not.toContain("typed-by-b");
+    expect(screens.b).not.toContain("typed-by-b");
+    b.terminal!.write("\x1d");
+    expect(await b.exited).toBe(0);
+    a.terminal!.write("exit 3\r");
+    expect(await a.exited).toBe(3);
+  });
 });
 
 /** pysh on a real terminal (a PTY for stdin, stdout and stderr): what the user's screen gets, raw. */
