@@ -9,6 +9,7 @@ import { createServer, connect } from "node:net";
 import { join } from "node:path";
 import { accessLog, PYSH, until } from "./harness.ts";
 import { gone, rss, waitGone } from "../fixtures/proc.ts";
+import { tmpfs } from "../fixtures/fsfaults.ts";
 import { blocksFile, Hub, joinNode, Node, Relay } from "./fleet-harness.ts";
 
 let hub: Hub;
@@ -345,6 +346,23 @@ describe("files", () => {
     } finally {
       if (mounted) Bun.spawnSync(["umount", ro]);
     }
+  });
+
+  test("disk full on the receiving side, node or local: a clear error, nothing left under the final name", async () => {
+    using there = tmpfs("1m");
+    using here = tmpfs("1m");
+    if (!there || !here) return void console.warn("cannot mount a tmpfs here: disk full not exercised end to end");
+    const src = join(hub.d.e.dir, "too-big.bin");
+    writeFileSync(src, crypto.getRandomValues(new Uint8Array(3_000_000)));
+    const put = await pysh(["put", "n1", src, join(there.path, "too-big.bin")]);
+    expect(put.code).toBe(1);
+    expect(put.stderr).toBe(`ERR no space left on the device writing ${join(there.path, "too-big.bin")}\n`);
+    expect(readdirSync(there.path)).toEqual([]);
+    expect((await pysh(["put", "n1", src, "fits.bin"])).code).toBe(0);
+    const get = await pysh(["get", "n1", "fits.bin", join(here.path, "fits.bin")]);
+    expect(get.code).toBe(1);
+    expect(get.stderr).toBe(`ERR no space left on the device writing ${join(here.path, "fits.bin")}\n`);
+    expect(readdirSync(here.path)).toEqual([]);
   });
 });
 
