@@ -448,8 +448,7 @@ describe("shell", () => {
     await until(() => screens.a.includes("Ctrl-] detaches"), "the shell's banner");
     a.terminal!.write("echo ready-$((1+1))\r");
     await until(() => screens.a.includes("ready-2"), "the first command");
-    const list = JSON.parse((await pysh(["shell", "n1", "--list", "--json"])).stdout) as { id: string }[];
-    const id = list.at(-1)!.id;
+    const id = /pysh: shell (\S+) on 'n1'/.exec(screens.a)![1]!; // from the banner
     const b = open("b", ["--attach", id, "--read-only"]);
     await until(() => screens.b.includes("ready-2"), "the replayed screen on the read-only viewer");
     expect(screens.b).toContain(`pysh: shell ${id} on 'n1' (read-only); Ctrl-] detaches`);
