@@ -15,7 +15,6 @@ export interface RingChunk {
   data: Uint8Array;
 }
 
-
 export class OutputRing {
   private chunks: RingChunk[] = [];
   /** Index in `chunks` of the first live chunk (dropped ones are spliced off in batches). */

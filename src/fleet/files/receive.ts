@@ -107,9 +107,7 @@ export async function receiveTree(io: Duplex, dest: string, opts: ReceiveOptions
  * else counted as garbage (a message from Bun's WebSocket client, pysh's: a fresh 1 MiB buffer;
  * a 1 GiB put grew RSS by ~80 MB before a collection: src/link/garbage.ts).
  */
-
 function received(d: Uint8Array, done: boolean): void {
-  // an array taken back for the next message (the hub's own link: src/link/recycle.ts) is no garbage
   if (done && recycle(d)) return;
   garbage(d.length);
 }
