@@ -161,7 +161,7 @@ describe("fan-out", () => {
     writeFileSync(join(n2.e.home, "fail-here"), "");
     const n3 = await joinNode(hub, "n3", ["--label", "role=web"]);
     await n3.kill();
-    while ((await hub.node("n3"))?.state !== "offline") await Bun.sleep(100);
+    await until(async () => (await hub.node("n3"))?.state === "offline", "the hub to see n3 offline");
     const r = await pysh(["sh", "-l", "role=web", "--json", "--", "test ! -e ~/fail-here"]);
     expect(r.code).toBe(1);
     const byId = Object.fromEntries(r.stdout.trim().split("\n").map((l) => [JSON.parse(l).id, JSON.parse(l)]));
